@@ -1,0 +1,88 @@
+"""The auto-pilot's error tree; every class carries the HTTP status it maps to.
+
+    AutopilotError (500)
+    ├── BackendUnavailable (503)   retryable: refused, timeout, 5xx, 429 past its budget
+    ├── BackendRejected (502)      the backend answered 4xx we did not expect
+    │   └── BackendAuthError (502) login failed or the token was refused twice
+    ├── NotFound (404)             unknown simulation / report / run
+    ├── Conflict (409)             an illegal transition (pause when not active, ...)
+    ├── InvalidInput (400)         bad request fields
+    └── StepFailed (500)           the simulation itself failed, stalled or was stopped
+
+Only `BackendUnavailable` is retryable. The client raises these, tasks retry only the
+retryable ones, the REST shim maps them once, the CLI catches them once in `main`.
+"""
+
+from __future__ import annotations
+
+
+class AutopilotError(Exception):
+    """Base of every error the auto-pilot raises on purpose."""
+
+    status_code = 500
+    error_code = "INTERNAL"
+    retryable = False
+
+    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error_code is not None:
+            self.error_code = error_code
+
+
+class BackendUnavailable(AutopilotError):
+    """The backend could not be reached or answered 5xx / 429: worth retrying."""
+
+    status_code = 503
+    error_code = "BACKEND_UNAVAILABLE"
+    retryable = True
+
+
+class BackendRejected(AutopilotError):
+    """The backend refused a request with a 4xx we did not expect."""
+
+    status_code = 502
+    error_code = "BACKEND_REJECTED"
+
+    def __init__(
+        self, message: str, *, backend_status: int | None = None, error_code: str | None = None
+    ) -> None:
+        super().__init__(message, error_code=error_code)
+        self.backend_status = backend_status
+
+
+class BackendAuthError(BackendRejected):
+    """Login failed or the backend refused our token even after a fresh login."""
+
+    error_code = "BACKEND_AUTH"
+
+
+class NotFound(AutopilotError):
+    """The thing asked for does not exist."""
+
+    status_code = 404
+    error_code = "NOT_FOUND"
+
+
+class Conflict(AutopilotError):
+    """The request is not allowed in the current state."""
+
+    status_code = 409
+    error_code = "CONFLICT"
+
+
+class InvalidInput(AutopilotError):
+    """The request's fields are missing or invalid."""
+
+    status_code = 400
+    error_code = "INVALID_INPUT"
+
+
+class StepFailed(AutopilotError):
+    """A step ended in failure: the simulation failed, stalled, was stopped, or an outage lasted."""
+
+    error_code = "STEP_FAILED"
+
+    def __init__(self, message: str, *, step: str, error_code: str | None = None) -> None:
+        super().__init__(message, error_code=error_code)
+        self.step = step

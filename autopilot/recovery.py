@@ -1,0 +1,103 @@
+"""Crash recovery for the serving process: restart dead runs on the same flow run id, capped.
+
+- A run whose process died while its runner lived is Crashed: restart it (hook or sweep).
+- At start-up, runs of the deployment left RUNNING/PENDING by a dead runner are marked Crashed
+  and restarted, unless a living local process still executes them.
+- Each Crashed state in a run's history counts as one death; past `max_restarts` the run is
+  set Failed with the reason, so a run that crashes its process every time does not loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.states import Crashed, Failed, Scheduled
+
+from autopilot.executors import living_executor
+
+logger = logging.getLogger(__name__)
+
+RESTART_STATE_NAME = "AwaitingRestart"
+
+
+async def restart_or_give_up(client: PrefectClient, flow_run_id: UUID, max_restarts: int) -> bool:
+    """Reschedule a crashed run on its own id; True if restarted, False if it was given up."""
+    history = await client.read_flow_run_states(flow_run_id)
+    crashes = sum(1 for state in history if state.type == StateType.CRASHED)
+    if crashes > max_restarts:
+        await client.set_flow_run_state(
+            flow_run_id,
+            Failed(
+                message=f"the run's process died {crashes} times; gave up after "
+                f"{max_restarts} automatic restarts"
+            ),
+            force=True,
+        )
+        logger.error("flow run %s crashed %s times: giving up", flow_run_id, crashes)
+        return False
+    await client.set_flow_run_state(
+        flow_run_id,
+        Scheduled(scheduled_time=datetime.now(UTC), name=RESTART_STATE_NAME),
+        force=True,
+    )
+    logger.warning("flow run %s crashed (%s/%s): restarted", flow_run_id, crashes, max_restarts)
+    return True
+
+
+def _deployment_runs(deployment_id: UUID, states: list[StateType]) -> dict[str, object]:
+    return {
+        "deployment_filter": DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        "flow_run_filter": FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
+        ),
+    }
+
+
+async def recover_orphans(
+    client: PrefectClient, deployment_id: UUID, data_dir: Path, max_restarts: int
+) -> list[UUID]:
+    """At start-up: restart runs whose runner died with them; leave living executors alone."""
+    restarted: list[UUID] = []
+    runs = await client.read_flow_runs(
+        **_deployment_runs(deployment_id, [StateType.RUNNING, StateType.PENDING])  # type: ignore[arg-type]
+    )
+    for run in runs:
+        if (pid := living_executor(data_dir, run.id)) is not None:
+            logger.info("flow run %s is still executed by pid %s: left alone", run.id, pid)
+            continue
+        await client.set_flow_run_state(
+            run.id, Crashed(message="its process died with the serving process"), force=True
+        )
+        if await restart_or_give_up(client, run.id, max_restarts):
+            restarted.append(run.id)
+    restarted.extend(await restart_crashed(client, deployment_id, max_restarts, min_age=0.0))
+    return restarted
+
+
+async def restart_crashed(
+    client: PrefectClient, deployment_id: UUID, max_restarts: int, min_age: float
+) -> list[UUID]:
+    """Restart Crashed runs of the deployment (those the crash hook did not get to)."""
+    restarted: list[UUID] = []
+    runs = await client.read_flow_runs(
+        **_deployment_runs(deployment_id, [StateType.CRASHED])  # type: ignore[arg-type]
+    )
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age)
+    for run in runs:
+        if run.state and run.state.timestamp and run.state.timestamp > cutoff:
+            continue  # just crashed: the runner's hook is on it
+        if await restart_or_give_up(client, run.id, max_restarts):
+            restarted.append(run.id)
+    return restarted

@@ -1,0 +1,48 @@
+"""One settings object, read from `AUTOPILOT_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_SIMULATOR_URL = "http://127.0.0.1:5001"
+
+
+class Settings(BaseSettings):
+    """Everything the auto-pilot can be configured with; defaults work on a fresh machine."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOPILOT_", env_file=".env", extra="ignore")
+
+    backend_url: str = BUNDLED_SIMULATOR_URL
+    backend_email: str | None = None
+    backend_password: SecretStr | None = None
+    backend_token: SecretStr | None = None
+
+    connect_timeout: float = Field(default=5.0, gt=0)
+    http_timeout: float = Field(default=30.0, gt=0)
+    # How long one call may keep waiting on 429 answers before giving up as unavailable.
+    rate_limit_budget: float = Field(default=120.0, ge=0)
+
+    poll_interval: float = Field(default=30.0, gt=0)
+    outage_tolerance: float = Field(default=300.0, ge=0)
+    stall_timeout: float = Field(default=1800.0, gt=0)
+    # How often a long step checks its own flow run for pause/stop requests.
+    control_check_interval: float = Field(default=1.0, gt=0)
+
+    data_dir: Path = Path(".autopilot")
+    result_dir: Path | None = None
+    max_crash_restarts: int = Field(default=3, ge=0)
+
+    @property
+    def results_path(self) -> Path:
+        """Where persisted step results (the checkpoints) live."""
+        return (self.result_dir or self.data_dir / "results").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once at the edges."""
+    return Settings()

@@ -1,0 +1,110 @@
+"""The auto-pilot flow: PREPARING → STARTING → MONITORING → GENERATING_REPORT → COMPLETED.
+
+It only sequences the steps. When a step yields because the run was asked to pause or stop,
+the flow calls it again: that call is the task boundary where Prefect suspends the run (the
+process exits and resume re-enters here, finished steps coming back Cached) or the runner
+cancels it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from prefect import flow
+from prefect.client.schemas.objects import Flow, FlowRun
+from prefect.context import FlowRunContext
+from prefect.states import State
+
+from autopilot.executors import register_executor
+from autopilot.models import Outcome, RunOptions, StepContext
+from autopilot.settings import get_settings
+from tasks.complete import complete
+from tasks.control import StepInterrupted
+from tasks.generate_report import generate_report
+from tasks.monitor import monitor_simulation
+from tasks.prepare import prepare_simulation
+from tasks.start import start_simulation
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+def _until_done(step: Any, ctx: StepContext) -> Any:
+    """Run a checkpointed step, calling it again after it yielded to a pause or stop."""
+    while True:
+        state = step(ctx, return_state=True)
+        if state.is_completed():
+            return state.result()
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, StepInterrupted):
+            continue
+        if isinstance(error, BaseException):
+            raise error
+        raise RuntimeError(f"step {step.name} ended {state.type.value}: {state.message}")
+
+
+def _generation_started_at() -> datetime:
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None and context.flow_run.created:
+        return context.flow_run.created
+    return datetime.now(UTC)
+
+
+def restart_crashed_run(flow: Flow, flow_run: FlowRun, state: State) -> None:
+    """on_crashed (runs in the serving process): restart the run on its own id, capped."""
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from autopilot.recovery import restart_or_give_up
+
+    async def restart() -> None:
+        async with get_client() as client:
+            await restart_or_give_up(client, flow_run.id, get_settings().max_crash_restarts)
+
+    run_coro_as_sync(restart())
+
+
+def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State) -> None:
+    """on_cancellation: a stopped auto-pilot also stops the simulation on the backend."""
+    from autopilot.errors import AutopilotError
+    from tasks.backend import backend_client
+
+    simulation_id = flow_run.parameters.get("simulation_id")
+    if not simulation_id:
+        return
+    with backend_client() as client:
+        try:
+            if client.run_status(simulation_id).runner_status in {"running", "paused", "starting"}:
+                client.stop(simulation_id)
+        except AutopilotError as exc:
+            logger.warning("could not stop simulation %s: %s", simulation_id, exc)
+
+
+@flow(
+    name="auto-pilot",
+    persist_result=True,
+    on_crashed=[restart_crashed_run],  # type: ignore[list-item]
+    on_cancellation=[stop_backend_simulation],  # type: ignore[list-item]
+)
+def auto_pilot(
+    simulation_id: str, generation: int = 0, options: RunOptions | None = None
+) -> Outcome:
+    """Drive one simulation through its five steps; resumable at every step."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        register_executor(get_settings().data_dir.resolve(), context.flow_run.id)
+    ctx = StepContext(
+        simulation_id=simulation_id,
+        generation=generation,
+        generation_started_at=_generation_started_at(),
+        options=options or RunOptions(),
+    )
+    _until_done(prepare_simulation, ctx)
+    _until_done(start_simulation, ctx)
+    while not monitor_simulation(ctx).finished:
+        pass  # yielded to a pause/stop request: the next call is the boundary Prefect acts at
+    report = _until_done(generate_report, ctx)
+    return complete(ctx, report)

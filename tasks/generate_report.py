@@ -1,0 +1,130 @@
+"""GENERATING_REPORT: adopt an existing report of this generation, else generate exactly one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from autopilot.backend_models import Report
+from autopilot.client import MultimoClient
+from autopilot.errors import BackendUnavailable, StepFailed
+from autopilot.models import ReportResult, Step, StepContext
+from autopilot.settings import get_settings
+from tasks.backend import RETRY_DELAYS, backend_client, cache_key_for, retry_if_unavailable
+from tasks.control import RunControl, StepInterrupted
+from tasks.outage import OutageTracker
+from tasks.progress import ProgressPublisher, artifact_key
+
+REPORT_POLL_SECONDS = 1.0
+_IN_PROGRESS = {"pending", "processing", "running"}
+
+
+def is_current(report: Report, generation_started_at: datetime) -> bool:
+    """A report made before this generation began describes an earlier run."""
+    if not report.created_at:
+        return True
+    try:
+        created = datetime.fromisoformat(report.created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if created.tzinfo is None or generation_started_at.tzinfo is None:
+        return created.replace(tzinfo=None) >= generation_started_at.replace(tzinfo=None)
+    return created >= generation_started_at
+
+
+def _existing_report(client: MultimoClient, ctx: StepContext) -> Report | None:
+    for report in client.list_reports(ctx.simulation_id):
+        if report.status == "completed" and is_current(report, ctx.generation_started_at):
+            return report
+    return None
+
+
+def _await_report(
+    client: MultimoClient, ctx: StepContext, report_id: str | None, control: RunControl
+) -> Report:
+    """Poll the report task by simulation id until it completes or fails."""
+    settings = get_settings()
+    progress = ProgressPublisher(ctx.simulation_id, Step.GENERATING_REPORT.value)
+    outage = OutageTracker(
+        settings.outage_tolerance
+        if ctx.options.outage_tolerance is None
+        else ctx.options.outage_tolerance,
+        Step.GENERATING_REPORT,
+        base_delay=REPORT_POLL_SECONDS,
+    )
+    while True:
+        try:
+            status = client.report_generation_status(ctx.simulation_id)
+            outage.recovered()
+        except BackendUnavailable as exc:
+            if (reason := control.wait(outage.failed(exc))) is not None:
+                raise StepInterrupted(reason) from exc
+            continue
+        report_id = (status.report_id if status else None) or report_id
+        if status is None or status.status in {"completed", "failed"}:
+            # 404 "no task in progress": the report itself tells whether it finished.
+            if report_id is None:
+                existing = _existing_report(client, ctx)
+                if existing is not None:
+                    return existing
+                raise StepFailed("report generation vanished", step=Step.GENERATING_REPORT.value)
+            report = client.get_report(report_id)
+            if report.status == "completed":
+                return report
+            if report.status == "failed" or (status is not None and status.status == "failed"):
+                reason = report.error or (status.message if status else None) or "no reason given"
+                raise StepFailed(
+                    f"report generation failed: {reason}", step=Step.GENERATING_REPORT.value
+                )
+        else:
+            progress.publish(
+                status.progress,
+                f"report: {status.message or status.status} ({status.progress}%)",
+                {"stage": status.status, "message": status.message or ""},
+            )
+        if (reason := control.wait(REPORT_POLL_SECONDS)) is not None:
+            raise StepInterrupted(reason)
+
+
+@task(
+    name="generating_report",
+    persist_result=True,
+    cache_key_fn=cache_key_for(Step.GENERATING_REPORT),
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_if_unavailable,
+)
+def generate_report(ctx: StepContext) -> ReportResult:
+    """Generate the report once and publish it as a Markdown artifact."""
+    logger = get_run_logger()
+    control = RunControl(get_settings().control_check_interval)
+    with backend_client() as client:
+        report = _existing_report(client, ctx)
+        adopted = report is not None
+        if report is None:
+            running = client.report_generation_status(ctx.simulation_id)
+            report_id = None
+            if running is None or running.status not in _IN_PROGRESS:
+                accepted = client.generate_report(ctx.simulation_id)
+                report_id = accepted.report_id
+                logger.info("report generation started: %s", report_id)
+            else:
+                logger.info("adopting the report generation already in progress")
+            report = _await_report(client, ctx, report_id, control)
+        markdown = report.markdown_content or ""
+        if not markdown:
+            markdown = client.get_report(report.report_id).markdown_content or ""
+    create_markdown_artifact(
+        markdown=markdown or "(the backend returned an empty report)",
+        key=artifact_key(ctx.simulation_id) + "-report",
+        description=f"Report {report.report_id}; chart: {report.chart_path or 'none'}",
+    )
+    return ReportResult(
+        simulation_id=ctx.simulation_id,
+        report_id=report.report_id,
+        adopted=adopted,
+        chart_path=report.chart_path,
+        markdown_chars=len(markdown),
+    )

@@ -1,0 +1,105 @@
+"""MONITORING: follow the running simulation until it ends, a pause/stop request, or a stall.
+
+Not cached: it only reads, so on resume it re-attaches and polls on; the backend holds the
+round counter. Polls are plain HTTP calls inside one task run, not one task per tick.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+
+from autopilot.backend_models import RunStatus
+from autopilot.errors import BackendUnavailable, StepFailed
+from autopilot.models import MonitorResult, Step, StepContext
+from autopilot.settings import get_settings
+from tasks.backend import backend_client
+from tasks.control import RunControl
+from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
+from tasks.outage import OutageTracker
+from tasks.progress import ProgressPublisher
+
+
+def _result(ctx: StepContext, status: RunStatus | None, **fields: object) -> MonitorResult:
+    return MonitorResult(
+        simulation_id=ctx.simulation_id,
+        current_round=status.current_round if status else 0,
+        total_rounds=status.total_rounds if status else 0,
+        twitter_actions=status.twitter_actions_count if status else 0,
+        reddit_actions=status.reddit_actions_count if status else 0,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _publish(progress: ProgressPublisher, status: RunStatus) -> None:
+    detail = {
+        "current_round": status.current_round,
+        "total_rounds": status.total_rounds,
+        "twitter_actions": status.twitter_actions_count,
+        "reddit_actions": status.reddit_actions_count,
+    }
+    progress.publish(
+        round_percent(status.current_round, status.total_rounds),
+        f"round {status.current_round}/{status.total_rounds}: "
+        f"{status.twitter_actions_count} twitter and {status.reddit_actions_count} reddit actions",
+        detail,
+    )
+
+
+@task(name="monitoring")
+def monitor_simulation(ctx: StepContext) -> MonitorResult:
+    """Poll run-status until the simulation completes; fail fast on failed, stopped or stalled."""
+    logger = get_run_logger()
+    settings = get_settings()
+    options = ctx.options
+    poll_interval = options.poll_interval or settings.poll_interval
+    control = RunControl(settings.control_check_interval)
+    if (reason := control.requested()) is not None:
+        # Re-entered while still paused or stopping: give Prefect a moment, then yield again.
+        control.wait(settings.control_check_interval)
+        return _result(ctx, None, finished=False, interrupted_by=reason)
+    stall = StallDetector(options.stall_timeout or settings.stall_timeout)
+    outage = OutageTracker(
+        settings.outage_tolerance if options.outage_tolerance is None else options.outage_tolerance,
+        Step.MONITORING,
+        base_delay=min(poll_interval, 5.0),
+    )
+    progress = ProgressPublisher(ctx.simulation_id, Step.MONITORING.value)
+    status: RunStatus | None = None
+    with backend_client() as client:
+        while True:
+            try:
+                status = client.run_status(ctx.simulation_id)
+                outage.recovered()
+            except BackendUnavailable as exc:
+                logger.warning("backend unavailable: %s", exc.message)
+                if (reason := control.wait(outage.failed(exc))) is not None:
+                    return _result(ctx, status, finished=False, interrupted_by=reason)
+                continue
+            verdict = classify(status)
+            if verdict is not Verdict.UNKNOWN:
+                _publish(progress, status)
+            if verdict is Verdict.SUCCEEDED:
+                logger.info("simulation finished: %s rounds", status.current_round)
+                return _result(ctx, status, finished=True)
+            if verdict is Verdict.FAILED:
+                raise StepFailed(
+                    f"simulation failed: {status.error or 'the backend gave no reason'}",
+                    step=Step.MONITORING.value,
+                    error_code="SIMULATION_FAILED",
+                )
+            if verdict is Verdict.STOPPED:
+                raise StepFailed(
+                    "simulation was stopped on the backend",
+                    step=Step.MONITORING.value,
+                    error_code="SIMULATION_STOPPED",
+                )
+            if (idle_for := stall.stalled(status)) is not None:
+                raise StepFailed(
+                    f"simulation stalled: no progress for {idle_for:.0f}s at round "
+                    f"{status.current_round}/{status.total_rounds}",
+                    step=Step.MONITORING.value,
+                    error_code="SIMULATION_STALLED",
+                )
+            if (reason := control.wait(poll_interval)) is not None:
+                logger.info("run is %s: monitoring yields", reason)
+                return _result(ctx, status, finished=False, interrupted_by=reason)

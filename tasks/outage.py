@@ -1,0 +1,50 @@
+"""Rides out backend outages for a bounded time, with back-off, then fails the step clearly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from autopilot.errors import BackendUnavailable, StepFailed
+from autopilot.models import Step
+
+
+class OutageTracker:
+    """Counts how long the backend has been unavailable during one step."""
+
+    def __init__(
+        self,
+        tolerance: float,
+        step: Step,
+        base_delay: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tolerance = tolerance
+        self.step = step
+        self.base_delay = base_delay
+        self._clock = clock
+        self._since: float | None = None
+        self._failures = 0
+
+    def recovered(self) -> None:
+        """The backend answered: the outage (if any) is over."""
+        self._since = None
+        self._failures = 0
+
+    def failed(self, error: BackendUnavailable) -> float:
+        """Note one failed call; return how long to wait, or raise once past the tolerance."""
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        down_for = now - self._since
+        if down_for > self.tolerance:
+            raise StepFailed(
+                f"backend unavailable for {down_for:.0f}s (tolerance {self.tolerance:.0f}s): "
+                f"{error.message}",
+                step=self.step.value,
+                error_code="BACKEND_OUTAGE",
+            )
+        self._failures += 1
+        delay = self.base_delay * 2 ** min(self._failures - 1, 5)
+        # Never sleep past the tolerance: the last attempt happens right at its edge.
+        return max(0.0, min(delay, 30.0, self.tolerance - down_for + 0.01))
