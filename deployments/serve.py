@@ -56,8 +56,8 @@ async def serve(
 ) -> None:
     """Register the deployment, recover orphans, then run the runner and the sweep."""
     prepare_environment()
-    from prefect import Runner
     from prefect.client.orchestration import get_client
+    from prefect.runner import Runner
 
     from autopilot.recovery import recover_orphans
     from flows.auto_pilot import auto_pilot
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep-seconds", type=float, default=15.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     anyio.run(serve, args.name, args.poll_seconds, args.heartbeat_seconds, args.sweep_seconds)
 
 

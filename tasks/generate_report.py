@@ -7,6 +7,7 @@ from datetime import datetime
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from autopilot import crashpoints
 from autopilot.backend_models import Report
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendUnavailable, StepFailed
@@ -109,6 +110,7 @@ def generate_report(ctx: StepContext) -> ReportResult:
             if running is None or running.status not in _IN_PROGRESS:
                 accepted = client.generate_report(ctx.simulation_id)
                 report_id = accepted.report_id
+                crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "report-requested")
                 logger.info("report generation started: %s", report_id)
             else:
                 logger.info("adopting the report generation already in progress")
@@ -116,6 +118,7 @@ def generate_report(ctx: StepContext) -> ReportResult:
         markdown = report.markdown_content or ""
         if not markdown:
             markdown = client.get_report(report.report_id).markdown_content or ""
+    crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "report-done")
     create_markdown_artifact(
         markdown=markdown or "(the backend returned an empty report)",
         key=artifact_key(ctx.simulation_id) + "-report",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
+from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import MonitorResult, Step, StepContext
@@ -70,6 +71,7 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
             try:
                 status = client.run_status(ctx.simulation_id)
                 outage.recovered()
+                crashpoints.reached(settings.data_dir, ctx.simulation_id, "monitor-polled")
             except BackendUnavailable as exc:
                 logger.warning("backend unavailable: %s", exc.message)
                 if (reason := control.wait(outage.failed(exc))) is not None:

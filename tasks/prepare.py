@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
+from autopilot import crashpoints
 from autopilot.backend_models import PrepareStatus
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import PrepareResult, Step, StepContext
@@ -41,6 +42,7 @@ def prepare_simulation(ctx: StepContext) -> PrepareResult:
             if accepted.already_prepared:
                 return PrepareResult(simulation_id=ctx.simulation_id, already_prepared=True)
             task_id = accepted.task_id
+            crashpoints.reached(settings.data_dir, ctx.simulation_id, "prepare-requested")
             logger.info("preparation of %s started (task %s)", ctx.simulation_id, task_id)
         else:
             logger.info("adopting the preparation already running for %s", ctx.simulation_id)

@@ -6,8 +6,10 @@ from datetime import datetime
 
 from prefect import get_run_logger, task
 
+from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
 from autopilot.models import StartResult, Step, StepContext
+from autopilot.settings import get_settings
 from tasks.backend import RETRY_DELAYS, backend_client, cache_key_for, retry_if_unavailable
 
 # A runner in one of these states was started by someone: starting again would be a twin.
@@ -68,6 +70,7 @@ def start_simulation(ctx: StepContext) -> StartResult:
             max_rounds=ctx.options.max_rounds,
             force=force,
         )
+        crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "start-accepted")
         logger.info("simulation %s started (force=%s)", ctx.simulation_id, force)
         return StartResult(
             simulation_id=ctx.simulation_id,
