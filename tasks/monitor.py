@@ -7,6 +7,7 @@ round counter. Polls are plain HTTP calls inside one task run, not one task per 
 from __future__ import annotations
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
@@ -46,7 +47,9 @@ def _publish(progress: ProgressPublisher, status: RunStatus) -> None:
     )
 
 
-@task(name="monitoring")
+# NO_CACHE: the flow persists results, which would otherwise give this task the default
+# policy (inputs + run id) and replay an "interrupted" result forever after a resume.
+@task(name="monitoring", cache_policy=NO_CACHE, persist_result=False)
 def monitor_simulation(ctx: StepContext) -> MonitorResult:
     """Poll run-status until the simulation completes; fail fast on failed, stopped or stalled."""
     logger = get_run_logger()

@@ -142,7 +142,8 @@ def wait_for_state(flow_run_id: UUID, wanted: Iterable[str], timeout: float) -> 
         return run if current in wanted | final else None
 
     run = wait_until(settled, timeout=timeout, interval=0.2, message=f"flow run in {wanted}")
-    assert run.state.type.value in wanted, f"flow run ended {run.state.type.value}: {run.state.message}"
+    ended = run.state.type.value
+    assert ended in wanted, f"flow run ended {ended}: {run.state.message}"
     return run
 
 

@@ -41,9 +41,7 @@ def test_simulation_failure_fails_the_monitoring_step_with_the_backend_text(stac
     run = wait_for_state(run_id, {"FAILED"}, timeout=90)
 
     assert "injected failure at round 3" in run.state.message
-    failed_steps = [
-        name for name, states in step_states(run_id).items() if states[-1] == "Failed"
-    ]
+    failed_steps = [name for name, states in step_states(run_id).items() if states[-1] == "Failed"]
     assert failed_steps == ["monitoring"]
     assert stack.ledger(sim)["report"] == 0
 

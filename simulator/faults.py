@@ -1,0 +1,173 @@
+"""Fault switches, so tests (and demos) can make the simulator misbehave on purpose.
+
+All switches are off by default. They are set per simulation, either at creation time
+(`POST /api/simulation/create {..., "faults": {...}}`) or later with
+`POST /api/sim/faults {"simulation_id": "<id>", ...}` (read them back with
+`GET /api/sim/faults?simulation_id=<id>`). `simulation_id: "*"` sets global switches that
+apply to every simulation. In a POST, only the keys present are changed; `null` clears one,
+`"clear": true` clears all before applying the rest.
+
+- `fail_at_round: N` -- the run fails when it reaches round N (round N is not recorded):
+  `runner_status` becomes `failed`, `error` is "injected failure at round N".
+- `unavailable_requests: K` -- the next K requests for that simulation answer 503 with the
+  multimo envelope `{"success": false, "error": ...}`.
+- `unavailable_seconds: T` -- requests for that simulation answer 503 for T seconds from now.
+- `delay_seconds: D` -- answers for that simulation are delayed by D seconds.
+- `kill_run_at_round: N` -- the run process SIGKILLs itself right after recording round N.
+  Run-status stays frozen at `running` (a dead process, as the monitor must detect it). The
+  server does not respawn it while it lives; a restarted server resumes it as any other.
+  `POST /api/sim/kill-run {"simulation_id"}` SIGKILLs the run process immediately.
+- `fail_prepare: true` -- the next preparation task fails ("injected preparation failure").
+- `fail_report: true` -- report generation fails ("injected report failure").
+
+A request is "for a simulation" when its path, query string or JSON body carries that
+simulation_id. The control endpoints under `/api/sim/` are never affected, so a test can
+always switch faults off again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from simulator.store import Store, read_faults, write_faults
+
+GLOBAL = "*"
+
+
+class FaultSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fail_at_round: int | None = Field(default=None, ge=1)
+    unavailable_requests: int | None = Field(default=None, ge=0)
+    unavailable_seconds: float | None = Field(default=None, ge=0)
+    delay_seconds: float | None = Field(default=None, ge=0, le=300)
+    kill_run_at_round: int | None = Field(default=None, ge=1)
+    fail_prepare: bool | None = None
+    fail_report: bool | None = None
+
+
+def apply_spec(current: dict[str, Any], spec: FaultSpec, clear: bool = False) -> dict[str, Any]:
+    """Merge the keys the caller actually sent; durations become absolute deadlines so they
+    mean "from now" however long the switch sits in the database."""
+    config = {} if clear else dict(current)
+    for key in spec.model_fields_set:
+        value = getattr(spec, key)
+        if key == "unavailable_seconds":
+            config["unavailable_until"] = None if value is None else time.time() + value
+        else:
+            config[key] = value
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def public_view(simulation_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    until = config.get("unavailable_until")
+    remaining = max(0.0, until - time.time()) if until else 0.0
+    return {
+        "simulation_id": simulation_id,
+        "fail_at_round": config.get("fail_at_round"),
+        "unavailable_requests": config.get("unavailable_requests", 0),
+        "unavailable_seconds_remaining": round(remaining, 3),
+        "delay_seconds": config.get("delay_seconds", 0),
+        "kill_run_at_round": config.get("kill_run_at_round"),
+        "fail_prepare": bool(config.get("fail_prepare")),
+        "fail_report": bool(config.get("fail_report")),
+    }
+
+
+def effective(conn: sqlite3.Connection, simulation_id: str) -> dict[str, Any]:
+    """Global switches overridden by the simulation's own."""
+    return {**read_faults(conn, GLOBAL), **read_faults(conn, simulation_id)}
+
+
+def consume_request(store: Store, simulation_id: str) -> tuple[float, bool]:
+    """(delay, unavailable) for one request, spending one unit of `unavailable_requests`."""
+    with store.read() as conn:
+        configs = {k: read_faults(conn, k) for k in (simulation_id, GLOBAL)}
+    delay = max(float(c.get("delay_seconds") or 0) for c in configs.values())
+    now = time.time()
+    if any((c.get("unavailable_until") or 0) > now for c in configs.values()):
+        return delay, True
+    if not any(c.get("unavailable_requests") for c in configs.values()):
+        return delay, False
+    # Re-read under the write lock: concurrent requests must not spend the same unit twice.
+    with store.write() as conn:
+        for key in (simulation_id, GLOBAL):
+            config = read_faults(conn, key)
+            left = int(config.get("unavailable_requests") or 0)
+            if left > 0:
+                config["unavailable_requests"] = left - 1
+                write_faults(conn, key, config)
+                return delay, True
+    return delay, False
+
+
+def _simulation_id_of(path: str, query: bytes, body: bytes) -> str | None:
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[:2] == ["api", "simulation"] and parts[2].startswith("sim_"):
+        return parts[2]
+    found = parse_qs(query.decode("latin-1")).get("simulation_id")
+    if found:
+        return found[0]
+    if body:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        if isinstance(data, dict) and isinstance(data.get("simulation_id"), str):
+            return str(data["simulation_id"])
+    return None
+
+
+class FaultMiddleware:
+    """Pure ASGI middleware: it must read the body to find a simulation_id and then hand
+    the same bytes to the route, which BaseHTTPMiddleware makes awkward."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith("/api/") or path.startswith("/api/sim/"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body") or message["type"] != "http.request":
+                break
+        body = b"".join(chunks)
+        sim_id = _simulation_id_of(path, scope.get("query_string", b""), body)
+        if sim_id is not None:
+            delay, unavailable = await asyncio.to_thread(consume_request, self.store, sim_id)
+            if delay:
+                await asyncio.sleep(delay)
+            if unavailable:
+                await _send_json(send, 503, {"success": False, "error": "simulator unavailable"})
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    raw = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})

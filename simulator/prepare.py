@@ -1,0 +1,194 @@
+"""Preparation tasks: build agent profiles and the follower graph in a background thread.
+
+Like multimo there is no duplicate guard: each accepted call starts its own task (and is
+ledgered), which is exactly what lets a test catch a client that prepares twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from simulator import faults
+from simulator.errors import ApiError
+from simulator.profiles import build_config
+from simulator.store import Store, append_ledger, now_iso
+
+log = logging.getLogger("simulator.prepare")
+
+_STEPS = (
+    "Reading simulation settings",
+    "Generating agent profiles",
+    "Building follower graph",
+    "Writing simulation config",
+)
+
+
+def task_view(task: dict[str, Any]) -> dict[str, Any]:
+    view = {
+        "task_id": task["task_id"],
+        "simulation_id": task["simulation_id"],
+        "status": task["status"],
+        "progress": task["progress"],
+        "message": task["message"],
+    }
+    if task["error"]:
+        view["error"] = task["error"]
+    return view
+
+
+def submit(store: Store, simulation_id: str, prepare_seconds: float) -> dict[str, Any]:
+    with store.write() as conn:
+        sim = conn.execute(
+            "SELECT prepared FROM simulations WHERE simulation_id = ?", (simulation_id,)
+        ).fetchone()
+        if sim is None:
+            raise ApiError(404, f"simulation {simulation_id} not found")
+        if sim["prepared"]:
+            return {"simulation_id": simulation_id, "status": "ready", "already_prepared": True}
+        task_id = f"task_{uuid.uuid4().hex[:12]}"
+        now = now_iso()
+        conn.execute(
+            "INSERT INTO prepare_tasks VALUES (?, ?, 'pending', 0, 'Queued', NULL, ?, ?)",
+            (task_id, simulation_id, now, now),
+        )
+        conn.execute(
+            "UPDATE simulations SET status = 'preparing', updated_at = ? WHERE simulation_id = ?",
+            (now, simulation_id),
+        )
+        append_ledger(conn, simulation_id, "prepare", {"task_id": task_id})
+    thread = threading.Thread(
+        target=_work, args=(store, simulation_id, task_id, prepare_seconds), daemon=True
+    )
+    thread.start()
+    return {
+        "task_id": task_id,
+        "simulation_id": simulation_id,
+        "status": "processing",
+        "already_prepared": False,
+    }
+
+
+def status(store: Store, simulation_id: str, task_id: str | None) -> dict[str, Any]:
+    with store.read() as conn:
+        sim = conn.execute(
+            "SELECT prepared FROM simulations WHERE simulation_id = ?", (simulation_id,)
+        ).fetchone()
+        task = None
+        if task_id:
+            task = conn.execute(
+                "SELECT * FROM prepare_tasks WHERE task_id = ? AND simulation_id = ?",
+                (task_id, simulation_id),
+            ).fetchone()
+    if sim is None:
+        raise ApiError(404, f"simulation {simulation_id} not found")
+    if task_id:
+        if task is None:
+            raise ApiError(404, f"task {task_id} not found")
+        return {**task_view(dict(task)), "already_prepared": bool(sim["prepared"])}
+    # multimo quirk kept on purpose: without a task_id only "prepared or not" is known, so a
+    # failed (or running) preparation looks not_started.
+    if sim["prepared"]:
+        return {
+            "simulation_id": simulation_id,
+            "status": "ready",
+            "progress": 100,
+            "message": "Simulation is prepared",
+            "already_prepared": True,
+        }
+    return {
+        "simulation_id": simulation_id,
+        "status": "not_started",
+        "progress": 0,
+        "message": "Preparation not started",
+        "already_prepared": False,
+    }
+
+
+def recover(store: Store) -> None:
+    """Threads do not survive a server restart: their tasks are failed, not left hanging."""
+    with store.write() as conn:
+        now = now_iso()
+        conn.execute(
+            "UPDATE prepare_tasks SET status = 'failed', error = 'interrupted by simulator"
+            " restart', message = 'Interrupted', updated_at = ?"
+            " WHERE status IN ('pending', 'processing')",
+            (now,),
+        )
+        conn.execute(
+            "UPDATE simulations SET status = 'created', updated_at = ?"
+            " WHERE status = 'preparing' AND prepared = 0",
+            (now,),
+        )
+
+
+def _update(store: Store, task_id: str, **fields: Any) -> None:
+    fields["updated_at"] = now_iso()
+    assignments = ", ".join(f"{key} = ?" for key in fields)
+    with store.write() as conn:
+        conn.execute(
+            f"UPDATE prepare_tasks SET {assignments} WHERE task_id = ?",
+            (*fields.values(), task_id),
+        )
+
+
+def _work(store: Store, simulation_id: str, task_id: str, prepare_seconds: float) -> None:
+    try:
+        _prepare(store, simulation_id, task_id, prepare_seconds)
+    except Exception as exc:
+        log.exception("%s: preparation %s failed", simulation_id, task_id)
+        _update(store, task_id, status="failed", error=str(exc), message="Preparation failed")
+        with store.write() as conn:
+            conn.execute(
+                "UPDATE simulations SET status = 'created', updated_at = ?"
+                " WHERE simulation_id = ? AND prepared = 0",
+                (now_iso(), simulation_id),
+            )
+
+
+def _prepare(store: Store, simulation_id: str, task_id: str, prepare_seconds: float) -> None:
+    pause = prepare_seconds / len(_STEPS)
+    sim = store.get_simulation(simulation_id)
+    assert sim is not None
+    config: dict[str, Any] = {}
+    for index, message in enumerate(_STEPS):
+        _update(
+            store,
+            task_id,
+            status="processing",
+            progress=index * 100 // len(_STEPS),
+            message=message,
+        )
+        time.sleep(pause)
+        if index == 1:
+            with store.read() as conn:
+                switches = faults.effective(conn, simulation_id)
+            if switches.get("fail_prepare"):
+                raise RuntimeError("injected preparation failure")
+            platforms = [p for p in ("twitter", "reddit") if sim[f"enable_{p}"]]
+            config = build_config(simulation_id, sim["seed"], sim["agents"], platforms)
+    config_json = json.dumps(config)
+    path = store.sim_dir(simulation_id) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, path)  # atomic: a reader never sees half a config
+    now = now_iso()
+    with store.write() as conn:
+        conn.execute(
+            # A second (duplicate) task finishing late must not turn a running sim to ready.
+            "UPDATE simulations SET status = CASE WHEN prepared = 1 THEN status ELSE 'ready'"
+            " END, prepared = 1, config_json = ?, updated_at = ? WHERE simulation_id = ?",
+            (config_json, now, simulation_id),
+        )
+        conn.execute(
+            "UPDATE prepare_tasks SET status = 'completed', progress = 100,"
+            " message = 'Preparation completed', updated_at = ? WHERE task_id = ?",
+            (now, task_id),
+        )
+    log.info("%s: prepared (%s agents)", simulation_id, sim["agents"])

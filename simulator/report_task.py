@@ -1,0 +1,175 @@
+"""Report generation tasks and the multimo report endpoints' semantics (quirks included)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from simulator import faults, report
+from simulator.errors import ApiError
+from simulator.store import Store, append_ledger, now_iso
+
+log = logging.getLogger("simulator.report")
+
+ACTIVE = ("pending", "processing")
+_STAGES = (
+    (10, "Collecting actions"),
+    (40, "Computing statistics"),
+    (70, "Rendering chart"),
+    (90, "Writing report"),
+)
+
+
+def report_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "report_id": row["report_id"],
+        "simulation_id": row["simulation_id"],
+        "task_id": row["task_id"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "message": row["message"],
+        "markdown_content": row["markdown_content"],
+        "chart_path": row["chart_path"],
+        "error": row["error"],
+        "created_at": row["created_at"],
+        "completed_at": row["completed_at"],
+    }
+
+
+def submit(store: Store, simulation_id: str, report_seconds: float) -> dict[str, Any]:
+    with store.write() as conn:
+        if (
+            conn.execute(
+                "SELECT 1 FROM simulations WHERE simulation_id = ?", (simulation_id,)
+            ).fetchone()
+            is None
+        ):
+            raise ApiError(404, f"simulation {simulation_id} not found")
+        run = conn.execute(
+            "SELECT epoch, runner_status FROM runs WHERE simulation_id = ?", (simulation_id,)
+        ).fetchone()
+        if run is None or run["runner_status"] != "completed":
+            raise ApiError(400, "simulation run has not completed")
+        # Reports belong to one run (epoch): a report of an earlier, wiped run is stale.
+        existing = conn.execute(
+            "SELECT * FROM reports WHERE simulation_id = ? AND epoch = ?"
+            " AND status IN ('completed', 'pending', 'processing')"
+            " ORDER BY created_at DESC LIMIT 1",
+            (simulation_id, run["epoch"]),
+        ).fetchone()
+        if existing is not None:
+            return {
+                "simulation_id": simulation_id,
+                "report_id": existing["report_id"],
+                "task_id": existing["task_id"],
+                "status": existing["status"],
+                "already_generated": existing["status"] == "completed",
+            }
+        report_id = f"report_{uuid.uuid4().hex[:12]}"
+        task_id = f"task_{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            "INSERT INTO reports (report_id, simulation_id, epoch, task_id, status, progress,"
+            " message, created_at) VALUES (?, ?, ?, ?, 'pending', 0, 'Queued', ?)",
+            (report_id, simulation_id, run["epoch"], task_id, now_iso()),
+        )
+        append_ledger(conn, simulation_id, "report", {"report_id": report_id, "task_id": task_id})
+    threading.Thread(
+        target=_work, args=(store, simulation_id, report_id, report_seconds), daemon=True
+    ).start()
+    return {
+        "simulation_id": simulation_id,
+        "report_id": report_id,
+        "task_id": task_id,
+        "status": "pending",
+        "already_generated": False,
+    }
+
+
+def status(store: Store, simulation_id: str) -> dict[str, Any]:
+    with store.read() as conn:
+        row = conn.execute(
+            "SELECT r.* FROM reports r JOIN runs u ON u.simulation_id = r.simulation_id"
+            " AND u.epoch = r.epoch WHERE r.simulation_id = ?"
+            " AND r.status IN ('completed', 'pending', 'processing')"
+            " ORDER BY r.status = 'completed', r.created_at DESC LIMIT 1",
+            (simulation_id,),
+        ).fetchone()
+    if row is None:
+        # multimo: a failed task is forgotten, so this is all a poller gets after a failure.
+        raise ApiError(404, "no task in progress")
+    return {
+        "simulation_id": simulation_id,
+        "report_id": row["report_id"],
+        "task_id": row["task_id"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "message": row["message"],
+    }
+
+
+def get(store: Store, report_id: str) -> dict[str, Any]:
+    with store.read() as conn:
+        row = conn.execute("SELECT * FROM reports WHERE report_id = ?", (report_id,)).fetchone()
+    if row is None:
+        raise ApiError(404, f"report {report_id} not found")
+    return report_view(dict(row))
+
+
+def list_reports(store: Store, simulation_id: str | None) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        if simulation_id:
+            rows = conn.execute(
+                "SELECT * FROM reports WHERE simulation_id = ? ORDER BY created_at DESC",
+                (simulation_id,),
+            ).fetchall()
+        else:
+            rows = conn.execute("SELECT * FROM reports ORDER BY created_at DESC").fetchall()
+    return [report_view(dict(r)) for r in rows]
+
+
+def recover(store: Store) -> None:
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE reports SET status = 'failed', error = 'interrupted by simulator restart',"
+            " message = 'Interrupted' WHERE status IN ('pending', 'processing')"
+        )
+
+
+def _set(store: Store, report_id: str, **fields: Any) -> None:
+    assignments = ", ".join(f"{key} = ?" for key in fields)
+    with store.write() as conn:
+        conn.execute(
+            f"UPDATE reports SET {assignments} WHERE report_id = ?", (*fields.values(), report_id)
+        )
+
+
+def _work(store: Store, simulation_id: str, report_id: str, report_seconds: float) -> None:
+    try:
+        for progress, message in _STAGES:
+            _set(store, report_id, status="processing", progress=progress, message=message)
+            time.sleep(report_seconds / len(_STAGES))
+        with store.read() as conn:
+            if faults.effective(conn, simulation_id).get("fail_report"):
+                raise RuntimeError("injected report failure")
+        markdown, chart_path = report.build(store, simulation_id, store.report_dir(report_id))
+        md_path = store.report_dir(report_id) / "report.md"
+        tmp = md_path.with_suffix(".md.tmp")
+        tmp.write_text(markdown)
+        tmp.replace(md_path)
+        _set(
+            store,
+            report_id,
+            status="completed",
+            progress=100,
+            message="Report completed",
+            markdown_content=markdown,
+            chart_path=str(chart_path),
+            completed_at=now_iso(),
+        )
+        log.info("%s: report %s completed", simulation_id, report_id)
+    except Exception as exc:
+        log.exception("%s: report %s failed", simulation_id, report_id)
+        _set(store, report_id, status="failed", error=str(exc), message="Report failed")

@@ -1,0 +1,113 @@
+"""Helpers shared by the test suites: free ports, bounded waits, a real simulator process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T | None],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """Poll `predicate` until it returns something truthy (which is returned); exceptions
+    count as "not yet". Raises TimeoutError naming `message` and the last error seen."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing polled may simply not be up yet
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {message}: {last_error!r}")
+        time.sleep(interval)
+
+
+def start_simulator(
+    data_dir: Path,
+    port: int,
+    *,
+    round_seconds: float = 0.05,
+    prepare_seconds: float = 0.2,
+    report_seconds: float = 0.2,
+    host: str = "127.0.0.1",
+    wait: bool = True,
+    timeout: float = 20.0,
+) -> subprocess.Popen[bytes]:
+    """Start `python -m simulator` as a real process; its log goes to data_dir/server-<port>.log.
+    With wait=True, returns once /api/sim/health answers (or raises, killing the process)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "simulator",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--round-seconds",
+        str(round_seconds),
+        "--prepare-seconds",
+        str(prepare_seconds),
+        "--report-seconds",
+        str(report_seconds),
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(data_dir / f"server-{port}.log", "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=REPO_ROOT
+        )
+    if wait:
+        url = f"http://{host}:{port}/api/sim/health"
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"simulator exited with {proc.returncode}")
+            return httpx.get(url, timeout=1.0).status_code == 200
+
+        try:
+            wait_until(healthy, timeout=timeout, message=f"simulator health on port {port}")
+        except BaseException:
+            stop_process(proc)
+            raise
+    return proc
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
+    """Signal one process we started and reap it, escalating to SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
