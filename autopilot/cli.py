@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import anyio
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from autopilot.errors import AutopilotError
@@ -14,7 +19,110 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 sim_app = typer.Typer(no_args_is_help=True, help="The bundled multimo-compatible simulator.")
 app.add_typer(sim_app, name="sim")
 
+console = Console()
 err_console = Console(stderr=True)
+
+T = TypeVar("T")
+SIMULATION_ID = typer.Argument(..., help="The multimo simulation id.")
+JSON_OUTPUT = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _run(operation: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one service operation with a service built from the settings."""
+    from autopilot.service import AutopilotService
+    from autopilot.settings import get_settings
+
+    service = AutopilotService(get_settings())
+    return anyio.run(operation, service)
+
+
+def _print(result: BaseModel | dict[str, Any], as_json: bool) -> None:
+    data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    for key, value in data.items():
+        if value not in (None, {}, ""):
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+@app.command("config")
+def config_cmd(
+    simulation_id: str = SIMULATION_ID,
+    mode: str = typer.Argument(..., help="auto or manual"),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Set a simulation's auto-pilot mode."""
+    _print(_run(lambda s: s.config(simulation_id, mode)), as_json)
+
+
+@app.command("start")
+def start_cmd(
+    simulation_id: str = SIMULATION_ID,
+    force: bool = typer.Option(False, "--force", help="Cancel any active run, start afresh."),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Start the auto-pilot (mode must be auto)."""
+    _print(_run(lambda s: s.start(simulation_id, force)), as_json)
+
+
+@app.command("pause")
+def pause_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
+    """Pause (suspend) the active auto-pilot."""
+    _print(_run(lambda s: s.pause(simulation_id)), as_json)
+
+
+@app.command("resume")
+def resume_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
+    """Resume a paused auto-pilot."""
+    _print(_run(lambda s: s.resume(simulation_id)), as_json)
+
+
+@app.command("stop")
+def stop_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
+    """Stop the auto-pilot and the simulation."""
+    _print(_run(lambda s: s.stop(simulation_id)), as_json)
+
+
+@app.command("reset")
+def reset_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
+    """Cancel any active run and start a new generation (mode kept)."""
+    _print(_run(lambda s: s.reset(simulation_id)), as_json)
+
+
+@app.command("status")
+def status_cmd(
+    simulation_id: str = SIMULATION_ID,
+    as_json: bool = JSON_OUTPUT,
+    watch: bool = typer.Option(False, "--watch", help="Show live progress until it ends."),
+) -> None:
+    """Show the auto-pilot's status (the machine-readable state with --json)."""
+    if watch:
+        from autopilot.watch import watch_status
+
+        final = watch_status(simulation_id, console)
+        _print(final, as_json)
+        return
+    _print(_run(lambda s: s.status(simulation_id)), as_json)
+
+
+@app.command("api")
+def api_cmd() -> None:
+    """Serve the REST shim (AUTOPILOT_API_HOST/PORT, default 127.0.0.1:8000)."""
+    from autopilot.api import serve_api
+
+    serve_api()
+
+
+@app.command("worker")
+def worker_cmd(
+    name: str = typer.Option("local", help="Deployment name: auto-pilot/<name>."),
+    poll_seconds: float = typer.Option(2.0, help="How often the runner looks for work."),
+) -> None:
+    """Serve the auto-pilot deployment and recover crashed runs."""
+    from deployments.serve import main as serve_main
+
+    serve_main(["--name", name, "--poll-seconds", str(poll_seconds)])
 
 
 @sim_app.command("serve")
@@ -24,6 +132,7 @@ def sim_serve(
     data_dir: Path = typer.Option(Path(".autopilot/simulator"), help="Where runs are stored."),
     round_seconds: float = typer.Option(1.0, help="Wall seconds per simulated round."),
     prepare_seconds: float = typer.Option(2.0, help="Wall seconds a preparation takes."),
+    report_seconds: float = typer.Option(1.0, help="Wall seconds a report takes."),
 ) -> None:
     """Serve the bundled simulator (speaks the multimo HTTP contract)."""
     from simulator.server import serve
@@ -34,24 +143,26 @@ def sim_serve(
         data_dir=data_dir,
         round_seconds=round_seconds,
         prepare_seconds=prepare_seconds,
+        report_seconds=report_seconds,
     )
-
-
-@app.command("worker")
-def worker(
-    name: str = typer.Option("local", help="Deployment name: auto-pilot/<name>."),
-    poll_seconds: float = typer.Option(2.0, help="How often the runner looks for work."),
-) -> None:
-    """Serve the auto-pilot deployment and recover crashed runs."""
-    from deployments.serve import main as serve_main
-
-    serve_main(["--name", name, "--poll-seconds", str(poll_seconds)])
 
 
 def main() -> None:
     """Console-script entry."""
     try:
-        app()
+        app(standalone_mode=False)
     except AutopilotError as exc:
         err_console.print(f"[red]error[/red] ({exc.error_code}): {exc.message}")
         sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

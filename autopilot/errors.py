@@ -2,6 +2,7 @@
 
     AutopilotError (500)
     ├── BackendUnavailable (503)   retryable: refused, timeout, 5xx, 429 past its budget
+    ├── PrefectUnavailable (503)   the Prefect API is unreachable or has no deployment
     ├── BackendRejected (502)      the backend answered 4xx we did not expect
     │   └── BackendAuthError (502) login failed or the token was refused twice
     ├── NotFound (404)             unknown simulation / report / run
@@ -35,6 +36,14 @@ class BackendUnavailable(AutopilotError):
 
     status_code = 503
     error_code = "BACKEND_UNAVAILABLE"
+    retryable = True
+
+
+class PrefectUnavailable(AutopilotError):
+    """The Prefect API could not be reached, or the auto-pilot deployment is not registered."""
+
+    status_code = 503
+    error_code = "PREFECT_UNAVAILABLE"
     retryable = True
 
 

@@ -55,8 +55,6 @@ class StartResult(BaseModel):
 
 class MonitorResult(BaseModel):
     simulation_id: str
-    finished: bool
-    interrupted_by: str | None = None
     current_round: int = 0
     total_rounds: int = 0
     twitter_actions: int = 0

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     result_dir: Path | None = None
     max_crash_restarts: int = Field(default=3, ge=0)
 
+    # The deployment the service starts runs of (served by `autopilot worker`).
+    deployment_name: str = "auto-pilot/local"
+
+    # The REST shim.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+
     @property
     def results_path(self) -> Path:
         """Where persisted step results (the checkpoints) live."""

@@ -40,7 +40,7 @@ def _until_done(step: Any, ctx: StepContext) -> Any:
             return state.result()
         error = state.result(raise_on_failure=False)
         if isinstance(error, StepInterrupted):
-            continue
+            continue  # the next call is the task boundary where Prefect suspends or cancels
         if isinstance(error, BaseException):
             raise error
         raise RuntimeError(f"step {step.name} ended {state.type.value}: {state.message}")
@@ -104,7 +104,6 @@ def auto_pilot(
     )
     _until_done(prepare_simulation, ctx)
     _until_done(start_simulation, ctx)
-    while not monitor_simulation(ctx).finished:
-        pass  # yielded to a pause/stop request: the next call is the boundary Prefect acts at
+    _until_done(monitor_simulation, ctx)
     report = _until_done(generate_report, ctx)
     return complete(ctx, report)

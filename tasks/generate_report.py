@@ -12,11 +12,12 @@ from autopilot.backend_models import Report
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import ReportResult, Step, StepContext
+from autopilot.progress_codec import artifact_key
 from autopilot.settings import get_settings
 from tasks.backend import RETRY_DELAYS, backend_client, cache_key_for, retry_if_unavailable
 from tasks.control import RunControl, StepInterrupted
 from tasks.outage import OutageTracker
-from tasks.progress import ProgressPublisher, artifact_key
+from tasks.progress import ProgressPublisher
 
 REPORT_POLL_SECONDS = 1.0
 _IN_PROGRESS = {"pending", "processing", "running"}

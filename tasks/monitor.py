@@ -15,20 +15,19 @@ from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import MonitorResult, Step, StepContext
 from autopilot.settings import get_settings
 from tasks.backend import backend_client
-from tasks.control import RunControl
+from tasks.control import RunControl, StepInterrupted
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
 from tasks.outage import OutageTracker
 from tasks.progress import ProgressPublisher
 
 
-def _result(ctx: StepContext, status: RunStatus | None, **fields: object) -> MonitorResult:
+def _result(ctx: StepContext, status: RunStatus) -> MonitorResult:
     return MonitorResult(
         simulation_id=ctx.simulation_id,
-        current_round=status.current_round if status else 0,
-        total_rounds=status.total_rounds if status else 0,
-        twitter_actions=status.twitter_actions_count if status else 0,
-        reddit_actions=status.reddit_actions_count if status else 0,
-        **fields,  # type: ignore[arg-type]
+        current_round=status.current_round,
+        total_rounds=status.total_rounds,
+        twitter_actions=status.twitter_actions_count,
+        reddit_actions=status.reddit_actions_count,
     )
 
 
@@ -60,7 +59,7 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
     if (reason := control.requested()) is not None:
         # Re-entered while still paused or stopping: give Prefect a moment, then yield again.
         control.wait(settings.control_check_interval)
-        return _result(ctx, None, finished=False, interrupted_by=reason)
+        raise StepInterrupted(reason)
     stall = StallDetector(options.stall_timeout or settings.stall_timeout)
     outage = OutageTracker(
         settings.outage_tolerance if options.outage_tolerance is None else options.outage_tolerance,
@@ -68,7 +67,6 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
         base_delay=min(poll_interval, 5.0),
     )
     progress = ProgressPublisher(ctx.simulation_id, Step.MONITORING.value)
-    status: RunStatus | None = None
     with backend_client() as client:
         while True:
             try:
@@ -78,14 +76,14 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
             except BackendUnavailable as exc:
                 logger.warning("backend unavailable: %s", exc.message)
                 if (reason := control.wait(outage.failed(exc))) is not None:
-                    return _result(ctx, status, finished=False, interrupted_by=reason)
+                    raise StepInterrupted(reason) from exc
                 continue
             verdict = classify(status)
             if verdict is not Verdict.UNKNOWN:
                 _publish(progress, status)
             if verdict is Verdict.SUCCEEDED:
                 logger.info("simulation finished: %s rounds", status.current_round)
-                return _result(ctx, status, finished=True)
+                return _result(ctx, status)
             if verdict is Verdict.FAILED:
                 raise StepFailed(
                     f"simulation failed: {status.error or 'the backend gave no reason'}",
@@ -107,4 +105,4 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
                 )
             if (reason := control.wait(poll_interval)) is not None:
                 logger.info("run is %s: monitoring yields", reason)
-                return _result(ctx, status, finished=False, interrupted_by=reason)
+                raise StepInterrupted(reason)

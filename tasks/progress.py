@@ -1,48 +1,16 @@
-"""Publishes a step's progress as a Prefect progress artifact, writing only on change.
-
-The description carries a human line for the UI and, in a hidden HTML comment, the structured
-detail that the status endpoint projects back into `progress_detail`.
-"""
+"""Publishes a step's progress as a Prefect progress artifact, writing only on change."""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from autopilot.progress_codec import artifact_key, encode_description
+
 logger = logging.getLogger(__name__)
-
-DETAIL_MARKER = "autopilot-detail"
-_DETAIL_RE = re.compile(rf"<!-- {DETAIL_MARKER} (.*?) -->", re.S)
-
-
-def encode_description(summary: str, step: str, detail: dict[str, Any]) -> str:
-    """The artifact description: a line for people, the detail for the status projection."""
-    payload = json.dumps({"step": step, "detail": detail}, sort_keys=True)
-    return f"{summary}\n\n<!-- {DETAIL_MARKER} {payload} -->"
-
-
-def decode_description(description: str | None) -> dict[str, Any] | None:
-    """The `{step, detail}` hidden in a description written by `encode_description`."""
-    if not description:
-        return None
-    match = _DETAIL_RE.search(description)
-    if match is None:
-        return None
-    try:
-        decoded = json.loads(match.group(1))
-    except ValueError:
-        return None
-    return decoded if isinstance(decoded, dict) else None
-
-
-def artifact_key(simulation_id: str) -> str:
-    """Artifact keys allow only lowercase letters, digits and dashes."""
-    return "autopilot-" + re.sub(r"[^a-z0-9-]", "-", simulation_id.lower())
 
 
 class ProgressPublisher:

@@ -29,3 +29,5 @@ for name in list(os.environ):
     # A developer's own configuration must not leak into the tests.
     if name.startswith("AUTOPILOT_") and name != "AUTOPILOT_DATA_DIR":
         del os.environ[name]
+
+pytest_plugins = ["tests.stack_fixtures"]

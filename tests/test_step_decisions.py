@@ -9,11 +9,12 @@ import pytest
 from autopilot.backend_models import Report, RunStatus
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import Step
+from autopilot.progress_codec import decode_description, encode_description
 from tasks.backend import step_cache_key
 from tasks.generate_report import is_current
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
 from tasks.outage import OutageTracker
-from tasks.progress import artifact_key, decode_description, encode_description
+from tasks.progress import artifact_key
 from tasks.start import needs_start
 
 GEN_START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 from autopilot.executors import living_executor
-from tests.flow.conftest import Stack
 from tests.flow.test_outcomes import step_states
 from tests.helpers import wait_until
 from tests.prefect_stack import launch, wait_for_state
+from tests.stack_fixtures import Stack
 
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 

@@ -10,9 +10,9 @@ import pytest
 
 from autopilot import crashpoints
 from autopilot.executors import living_executor
-from tests.flow.conftest import Stack
 from tests.helpers import wait_until
 from tests.prefect_stack import launch, read_flow_run, running_task, wait_for_state
+from tests.stack_fixtures import Stack
 
 
 def crash_count(flow_run_id) -> int:

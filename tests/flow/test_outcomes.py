@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.flow.conftest import Stack
 from tests.helpers import wait_until
 from tests.prefect_stack import launch, task_runs, wait_for_state
+from tests.stack_fixtures import Stack
 
 
 def step_states(flow_run_id) -> dict[str, list[str]]:

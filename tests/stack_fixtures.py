@@ -1,10 +1,15 @@
-"""The real stack for flow tests: Prefect server, bundled simulator, serving worker."""
+"""The real stack (Prefect server, bundled simulator, serving worker) as pytest fixtures.
+
+Registered for every suite through `pytest_plugins` in tests/conftest.py; each piece starts
+only when a test asks for it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +21,7 @@ import pytest
 from autopilot.client import MultimoClient
 from tests.conftest import PREFECT_PORT, SESSION_DIR
 from tests.helpers import free_port, start_simulator, stop_process, wait_until
-from tests.prefect_stack import Worker, deployment_ready, start_prefect_server
+from tests.prefect_stack import REPO_ROOT, Worker, deployment_ready, start_prefect_server
 
 # Timings are injected so a test takes seconds: the defaults are for 72-hour runs.
 WORKER_SETTINGS = {
@@ -109,3 +114,35 @@ def stack(session_worker: Worker, simulator: tuple[str, Path]) -> Stack:
         simulator_log=simulator[1],
         data_dir=Path(os.environ["AUTOPILOT_DATA_DIR"]),
     )
+
+
+def start_shim(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the REST shim (`autopilot api`) on a free loopback port; wait for /healthz."""
+    port = free_port()
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from autopilot.cli import main; main()", "api"],
+        env={**env, "AUTOPILOT_API_PORT": str(port)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"shim exited: see {log_path}")
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+
+    wait_until(healthy, timeout=60, interval=0.2, message="shim /healthz")
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def shim_url(session_worker: Worker, simulator: tuple[str, Path]) -> Iterator[str]:
+    """The REST shim over the live stack (no token)."""
+    env = {**os.environ, "AUTOPILOT_BACKEND_URL": simulator[0]}
+    proc, url = start_shim(env, SESSION_DIR / "shim.log")
+    yield url
+    stop_process(proc)

@@ -1,0 +1,205 @@
+"""Reads and writes the auto-pilot's state in Prefect (variables, flow runs, artifacts).
+
+Every Prefect call of the service goes through here, so an unreachable Prefect API becomes
+`PrefectUnavailable` in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Cancelling
+from pydantic import BaseModel
+
+from autopilot.api_models import Mode
+from autopilot.errors import Conflict, PrefectUnavailable
+from autopilot.progress_codec import decode_description
+from autopilot.status_projection import ProgressRecord, RunSnapshot, StepRecord
+
+SIMULATION_TAG = "autopilot-sim:"
+RUN_HISTORY_LIMIT = 50
+
+
+class SimulationConfig(BaseModel):
+    """The per-simulation variable."""
+
+    mode: Mode = Mode.MANUAL
+    generation: int = 0
+
+
+def simulation_tag(simulation_id: str) -> str:
+    return f"{SIMULATION_TAG}{simulation_id}"
+
+
+@asynccontextmanager
+async def prefect() -> AsyncIterator[PrefectClient]:
+    """A Prefect client whose connection failures surface as `PrefectUnavailable`."""
+    try:
+        async with get_client() as client:
+            yield client
+    except (httpx.TransportError, PrefectHTTPStatusError) as exc:
+        if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500:
+            raise
+        raise PrefectUnavailable(f"the Prefect API is unreachable: {type(exc).__name__}") from exc
+
+
+def _snapshot(run: FlowRun) -> RunSnapshot:
+    state = run.state
+    return RunSnapshot(
+        flow_run_id=str(run.id),
+        generation=int(run.parameters.get("generation") or 0),
+        state_type=state.type.value if state else "SCHEDULED",
+        state_name=(state.name if state else None) or "Scheduled",
+        state_message=state.message if state else None,
+        state_timestamp=state.timestamp if state else None,
+        created=run.created,
+        start_time=run.start_time,
+        end_time=run.end_time,
+        run_count=run.run_count,
+    )
+
+
+class PrefectStore:
+    """The Prefect side of the service."""
+
+    def __init__(self, deployment_name: str) -> None:
+        self.deployment_name = deployment_name
+
+    # -- the per-simulation variable -------------------------------------------------
+
+    async def read_config_or_none(self, name: str) -> SimulationConfig | None:
+        async with prefect() as client:
+            variable = await client.read_variable_by_name(name)
+        if variable is None or not isinstance(variable.value, dict):
+            return None
+        return SimulationConfig.model_validate(variable.value)
+
+    async def read_config(self, name: str) -> SimulationConfig:
+        return await self.read_config_or_none(name) or SimulationConfig()
+
+    async def write_config(self, name: str, config: SimulationConfig) -> None:
+        from prefect.variables import Variable
+
+        async with prefect():
+            await Variable.aset(name, config.model_dump(mode="json"), overwrite=True)
+
+    # -- flow runs -------------------------------------------------------------------
+
+    async def runs(self, simulation_id: str) -> list[RunSnapshot]:
+        """The simulation's runs, newest first (by generation, then creation)."""
+        async with prefect() as client:
+            found = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[simulation_tag(simulation_id)])
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=RUN_HISTORY_LIMIT,
+            )
+        snapshots = [_snapshot(run) for run in found]
+        snapshots.sort(key=lambda s: (s.generation, s.created or 0), reverse=True)  # type: ignore[arg-type, return-value]
+        return snapshots
+
+    async def latest_run(self, simulation_id: str) -> RunSnapshot | None:
+        """The newest run with its steps and latest progress."""
+        runs = await self.runs(simulation_id)
+        if not runs:
+            return None
+        latest = runs[0]
+        async with prefect() as client:
+            await self._load_details(client, latest)
+        return latest
+
+    async def _load_details(self, client: PrefectClient, run: RunSnapshot) -> None:
+        flow_run_id = UUID(run.flow_run_id)
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+        )
+        run.steps = [
+            StepRecord(
+                name=task_run.name.rsplit("-", 1)[0],
+                state_type=task_run.state.type.value if task_run.state else "PENDING",
+                state_name=(task_run.state.name if task_run.state else None) or "Pending",
+                interrupted="StepInterrupted"
+                in ((task_run.state and task_run.state.message) or ""),
+            )
+            for task_run in task_runs
+        ]
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                type=ArtifactFilterType(any_=["progress"]),
+            ),
+            sort=ArtifactSort.UPDATED_DESC,
+            limit=1,
+        )
+        if artifacts:
+            artifact = artifacts[0]
+            decoded = decode_description(artifact.description) or {}
+            data: Any = artifact.data
+            run.progress = ProgressRecord(
+                percent=int(float(data or 0)),
+                step=decoded.get("step"),
+                detail=decoded.get("detail") or {},
+                summary=(artifact.description or "").split("\n", 1)[0],
+                updated=artifact.updated,
+            )
+
+    async def create_run(self, simulation_id: str, generation: int, key: str) -> RunSnapshot:
+        """Create (or, for a used key, get back) the flow run of this attempt."""
+        async with prefect() as client:
+            try:
+                deployment = await client.read_deployment_by_name(self.deployment_name)
+            except ObjectNotFound:
+                raise PrefectUnavailable(
+                    f"deployment {self.deployment_name} is not registered: start `autopilot "
+                    "worker` (or `autopilot up`)",
+                    error_code="DEPLOYMENT_NOT_FOUND",
+                ) from None
+            run = await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"simulation_id": simulation_id, "generation": generation},
+                tags=["autopilot", simulation_tag(simulation_id), f"generation:{generation}"],
+                idempotency_key=key,
+            )
+            snapshot = _snapshot(run)
+            await self._load_details(client, snapshot)
+        return snapshot
+
+    async def cancel(self, flow_run_id: UUID) -> None:
+        async with prefect() as client:
+            await client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+
+    async def suspend(self, flow_run_id: UUID) -> None:
+        from prefect.flow_runs import asuspend_flow_run
+
+        async with prefect():
+            try:
+                await asuspend_flow_run(flow_run_id=flow_run_id)
+            except RuntimeError as exc:
+                raise Conflict(f"cannot pause: {exc}", error_code="NOT_ACTIVE") from exc
+
+    async def resume(self, flow_run_id: UUID) -> None:
+        from prefect.flow_runs import aresume_flow_run
+
+        async with prefect():
+            try:
+                await aresume_flow_run(flow_run_id)
+            except (RuntimeError, NotImplementedError) as exc:
+                raise Conflict(f"cannot resume: {exc}", error_code="NOT_PAUSED") from exc

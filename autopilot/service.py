@@ -1,0 +1,280 @@
+"""The seven auto-pilot operations on Prefect; the only code the REST shim and the CLI call.
+
+State lives in Prefect alone: a variable per simulation (mode, generation), one flow run per
+attempt (tagged with the simulation), its task runs and its progress artifact.
+
+Generations and attempts: `reset`, `stop` and `start force=true` bump the generation, so the
+next start begins every step afresh; a start after a *failed* attempt stays in the generation
+and resumes from the finished steps. The idempotency key `autopilot-{sim}-g{gen}[-a{n}]` makes
+concurrent starts create one flow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import anyio
+
+from autopilot.api_models import (
+    AutopilotStatus,
+    ConfigResult,
+    ControlResult,
+    Mode,
+    ResetResult,
+    StartResult,
+    Status,
+)
+from autopilot.client import MultimoClient
+from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
+from autopilot.prefect_store import PrefectStore, SimulationConfig
+from autopilot.settings import Settings
+from autopilot.status_projection import ACTIVE_STATES, RunSnapshot, no_state, project
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL_UNSUCCESSFUL = {"FAILED", "CANCELLED", "CRASHED"}
+
+
+def variable_name(simulation_id: str) -> str:
+    """Prefect variable names allow lowercase letters, digits, `-` and `_` only."""
+    safe = re.sub(r"[^a-z0-9_-]", "-", simulation_id.lower())
+    if safe != simulation_id:
+        # Two ids that differ only in case or punctuation must not share a variable.
+        safe += "-" + hashlib.sha1(simulation_id.encode()).hexdigest()[:8]
+    return f"autopilot-{safe}"[:255]
+
+
+def idempotency_key(simulation_id: str, generation: int, attempt: int) -> str:
+    """One flow run per simulation, generation and attempt, however many starts race."""
+    key = f"autopilot-{simulation_id}-g{generation}"
+    return key if attempt == 0 else f"{key}-a{attempt}"
+
+
+def parse_mode(mode: str | None) -> Mode:
+    """`auto` or `manual`, case-insensitive; anything else is invalid input."""
+    if mode is None or not str(mode).strip():
+        raise InvalidInput("mode is required: 'auto' or 'manual'", error_code="INVALID_MODE")
+    try:
+        return Mode(str(mode).strip().lower())
+    except ValueError:
+        raise InvalidInput(
+            f"mode must be 'auto' or 'manual', not {mode!r}", error_code="INVALID_MODE"
+        ) from None
+
+
+class AutopilotService:
+    """config, start, pause, resume, stop, status and reset for one deployment and backend."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend_factory: Callable[[], MultimoClient] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._backend_factory = backend_factory or (lambda: MultimoClient.from_settings(settings))
+        self.store = PrefectStore(settings.deployment_name)
+
+    # -- backend helpers (the client is synchronous: run it off the event loop) ------------
+
+    async def _backend(self, call: Callable[[MultimoClient], Any]) -> Any:
+        def run() -> Any:
+            with self._backend_factory() as client:
+                return call(client)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def _require_simulation(self, simulation_id: str) -> None:
+        try:
+            await self._backend(lambda c: c.get_simulation(simulation_id))
+        except NotFound:
+            raise NotFound(
+                f"simulation {simulation_id} does not exist on the backend",
+                error_code="SIMULATION_NOT_FOUND",
+            ) from None
+
+    async def _stop_backend(self, simulation_id: str) -> bool:
+        """Stop the simulation if it runs; idempotent. True if a stop was sent."""
+
+        def stop(client: MultimoClient) -> bool:
+            if client.run_status(simulation_id).runner_status not in {
+                "running",
+                "paused",
+                "starting",
+            }:
+                return False
+            try:
+                client.stop(simulation_id)
+            except BackendRejected:
+                return False  # it stopped on its own meanwhile
+            return True
+
+        try:
+            return bool(await self._backend(stop))
+        except NotFound:
+            return False
+
+    async def _config(self, simulation_id: str) -> SimulationConfig:
+        return await self.store.read_config(variable_name(simulation_id))
+
+    async def _save(self, simulation_id: str, config: SimulationConfig) -> None:
+        await self.store.write_config(variable_name(simulation_id), config)
+
+    async def _cancel_active(self, simulation_id: str, latest: RunSnapshot | None) -> None:
+        """Cancel the active run (if any) and stop the simulation on the backend."""
+        if latest is not None and latest.state_type in ACTIVE_STATES:
+            await self.store.cancel(UUID(latest.flow_run_id))
+        # A suspended run has no process to run the cancellation hook: stop it ourselves.
+        await self._stop_backend(simulation_id)
+
+    # -- the seven operations --------------------------------------------------------------
+
+    async def config(self, simulation_id: str, mode: str | None) -> ConfigResult:
+        """Set the simulation's mode; the generation is kept."""
+        parsed = parse_mode(mode)
+        await self._require_simulation(simulation_id)
+        config = await self._config(simulation_id)
+        config.mode = parsed
+        await self._save(simulation_id, config)
+        return ConfigResult(
+            simulation_id=simulation_id, mode=parsed, message=f"auto-pilot mode set to {parsed}"
+        )
+
+    async def start(self, simulation_id: str, force: bool = False) -> StartResult:
+        """Start the auto-pilot, or return the active run; `force` starts a new generation."""
+        config = await self._config(simulation_id)
+        if config.mode is not Mode.AUTO:
+            raise InvalidInput(
+                "auto-pilot mode is not 'auto': call config with mode=auto first",
+                error_code="MODE_NOT_AUTO",
+            )
+        await self._require_simulation(simulation_id)
+        runs = await self.store.runs(simulation_id)
+        latest = runs[0] if runs else None
+        active = latest is not None and latest.state_type in ACTIVE_STATES
+        if active and not force:
+            current = await self.store.latest_run(simulation_id)
+            return self._start_result(simulation_id, config, current, "already active", False)
+        if force or (latest is not None and latest.generation == config.generation and
+                     latest.state_type == "COMPLETED"):  # fmt: skip
+            if active:
+                await self._cancel_active(simulation_id, latest)
+            config.generation = max(config.generation, latest.generation if latest else 0) + 1
+            await self._save(simulation_id, config)
+        attempt = sum(
+            1
+            for run in runs
+            if run.generation == config.generation and run.state_type in _TERMINAL_UNSUCCESSFUL
+        )
+        created = await self.store.create_run(
+            simulation_id,
+            config.generation,
+            idempotency_key(simulation_id, config.generation, attempt),
+        )
+        message = "auto-pilot restarted (new generation)" if force else "auto-pilot started"
+        return self._start_result(simulation_id, config, created, message, force)
+
+    def _start_result(
+        self,
+        simulation_id: str,
+        config: SimulationConfig,
+        run: RunSnapshot | None,
+        message: str,
+        force: bool,
+    ) -> StartResult:
+        status = project(simulation_id, config.mode, config.generation, run)
+        return StartResult(
+            simulation_id=simulation_id,
+            status=status.status,
+            current_step=status.current_step,
+            step_progress=status.step_progress,
+            step_message=status.step_message,
+            message=message,
+            force_restarted=force,
+            flow_run_id=status.flow_run_id,
+            generation=status.generation,
+        )
+
+    async def pause(self, simulation_id: str) -> ControlResult:
+        """Suspend the running flow run; its step yields within a second."""
+        config = await self._config(simulation_id)
+        latest = await self.store.latest_run(simulation_id)
+        if latest is None or latest.generation < config.generation:
+            raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
+        if latest.state_type == "PAUSED":
+            raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
+        if latest.state_type != "RUNNING":
+            raise Conflict(
+                f"auto-pilot is not running ({latest.state_name}); only a running one pauses",
+                error_code="NOT_ACTIVE",
+            )
+        await self.store.suspend(UUID(latest.flow_run_id))
+        status = project(simulation_id, config.mode, config.generation, latest)
+        return ControlResult(
+            simulation_id=simulation_id,
+            status=Status.PAUSED,
+            current_step=status.current_step,
+            message="auto-pilot paused: the current step stops at its next check",
+            flow_run_id=latest.flow_run_id,
+        )
+
+    async def resume(self, simulation_id: str) -> ControlResult:
+        """Resume the suspended flow run; finished steps are not run again."""
+        config = await self._config(simulation_id)
+        latest = await self.store.latest_run(simulation_id)
+        if (
+            latest is None
+            or latest.generation < config.generation
+            or (latest.state_type != "PAUSED")
+        ):
+            raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED")
+        await self.store.resume(UUID(latest.flow_run_id))
+        status = project(simulation_id, config.mode, config.generation, latest)
+        return ControlResult(
+            simulation_id=simulation_id,
+            status=Status.ACTIVE,
+            current_step=status.current_step,
+            message="auto-pilot resumed",
+            flow_run_id=latest.flow_run_id,
+        )
+
+    async def stop(self, simulation_id: str) -> ControlResult:
+        """Cancel the run and stop the simulation; idempotent; ends `inactive`."""
+        config = await self._config(simulation_id)
+        latest = await self.store.latest_run(simulation_id)
+        await self._cancel_active(simulation_id, latest)
+        if latest is not None and latest.generation >= config.generation:
+            config.generation = latest.generation + 1
+            await self._save(simulation_id, config)
+        return ControlResult(
+            simulation_id=simulation_id,
+            status=Status.INACTIVE,
+            message="auto-pilot stopped and the simulation stopped on the backend",
+            flow_run_id=latest.flow_run_id if latest else None,
+        )
+
+    async def status(self, simulation_id: str) -> AutopilotStatus | dict[str, Any]:
+        """The projection of Prefect's records; answers without any worker alive."""
+        config = await self.store.read_config_or_none(variable_name(simulation_id))
+        latest = await self.store.latest_run(simulation_id)
+        if config is None and latest is None:
+            return no_state(simulation_id)
+        config = config or SimulationConfig()
+        return project(simulation_id, config.mode, config.generation, latest)
+
+    async def reset(self, simulation_id: str) -> ResetResult:
+        """Cancel any active run and start a new generation; the mode is kept."""
+        config = await self._config(simulation_id)
+        latest = await self.store.latest_run(simulation_id)
+        await self._cancel_active(simulation_id, latest)
+        config.generation = max(config.generation, latest.generation if latest else 0) + 1
+        await self._save(simulation_id, config)
+        return ResetResult(
+            simulation_id=simulation_id,
+            message=f"auto-pilot reset; mode {config.mode} kept",
+            generation=config.generation,
+        )

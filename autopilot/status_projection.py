@@ -1,0 +1,179 @@
+"""Pure projection of Prefect's records onto the original status shape (no I/O here).
+
+The service reads the simulation's variable, its latest flow run, that run's task runs and
+its latest progress artifact into a `RunSnapshot`; `project` turns that into the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from autopilot.api_models import AutopilotStatus, Mode, Status
+from autopilot.models import Step
+
+STEP_ORDER = [
+    Step.PREPARING.value,
+    Step.STARTING.value,
+    Step.MONITORING.value,
+    Step.GENERATING_REPORT.value,
+    Step.COMPLETED.value,
+]
+
+_STATUS_BY_STATE = {
+    "SCHEDULED": Status.ACTIVE,
+    "PENDING": Status.ACTIVE,
+    "RUNNING": Status.ACTIVE,
+    "CANCELLING": Status.ACTIVE,
+    # Crashed runs are restarted by the serving process; given-up ones become Failed.
+    "CRASHED": Status.ACTIVE,
+    "PAUSED": Status.PAUSED,
+    "COMPLETED": Status.COMPLETED,
+    "FAILED": Status.FAILED,
+    "CANCELLED": Status.INACTIVE,
+}
+
+ACTIVE_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "CRASHED", "PAUSED"})
+
+_EXCEPTION_PREFIX = re.compile(r"^(Flow run encountered an exception\. )?(\w+(Error|Failed)?: )?")
+
+
+@dataclass
+class StepRecord:
+    """One task run: its step name and Prefect state."""
+
+    name: str
+    state_type: str
+    state_name: str
+    # Yielded to a pause/stop request (StepInterrupted): not a failure, the step goes on.
+    interrupted: bool = False
+
+
+@dataclass
+class ProgressRecord:
+    """The latest progress artifact: percent, decoded `{step, detail}`, and when written."""
+
+    percent: int
+    step: str | None
+    detail: dict[str, Any]
+    summary: str
+    updated: datetime | None
+
+
+@dataclass
+class RunSnapshot:
+    """What the status needs to know about one flow run."""
+
+    flow_run_id: str
+    generation: int
+    state_type: str
+    state_name: str
+    state_message: str | None
+    state_timestamp: datetime | None
+    created: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+    run_count: int
+    steps: list[StepRecord] = field(default_factory=list)
+    progress: ProgressRecord | None = None
+
+
+def clean_error(message: str | None) -> str | None:
+    """The backend's error text without Prefect's exception prefix."""
+    if not message:
+        return None
+    return _EXCEPTION_PREFIX.sub("", message.strip(), count=1) or message
+
+
+def _last_completed_step(steps: list[StepRecord]) -> str | None:
+    done = {s.name for s in steps if s.state_type == "COMPLETED"}
+    completed = [name for name in STEP_ORDER if name in done]
+    return completed[-1] if completed else None
+
+
+def _current_step(run: RunSnapshot, last_completed: str | None) -> str:
+    if run.state_type == "COMPLETED":
+        return Step.COMPLETED.value
+    if run.state_type == "FAILED":
+        return Step.FAILED.value
+    running = [s.name for s in run.steps if s.state_type in {"RUNNING", "PENDING"}]
+    if running:
+        return running[-1]
+    if run.steps and run.steps[-1].name in STEP_ORDER and run.steps[-1].state_type != "COMPLETED":
+        return run.steps[-1].name
+    if last_completed is None:
+        return Step.PREPARING.value if run.state_type == "RUNNING" else Step.IDLE.value
+    # Between two steps: the next one is about to start.
+    index = STEP_ORDER.index(last_completed)
+    return STEP_ORDER[min(index + 1, len(STEP_ORDER) - 1)]
+
+
+def _error_step(steps: list[StepRecord]) -> str | None:
+    failed = [s.name for s in steps if s.state_type in {"FAILED", "CRASHED"} and not s.interrupted]
+    return failed[-1] if failed else None
+
+
+def no_state(simulation_id: str, mode: Mode = Mode.MANUAL) -> dict[str, Any]:
+    """The answer for an id with no auto-pilot history."""
+    return {
+        "simulation_id": simulation_id,
+        "mode": mode.value,
+        "status": Status.INACTIVE.value,
+        "available": True,
+        "message": "auto-pilot has not run for this simulation",
+    }
+
+
+def project(
+    simulation_id: str,
+    mode: Mode,
+    generation: int,
+    run: RunSnapshot | None,
+    now: datetime | None = None,
+) -> AutopilotStatus:
+    """The status of one simulation's auto-pilot from its latest run (if any)."""
+    now = now or datetime.now(UTC)
+    if run is None or run.generation < generation:
+        # Never run, or reset since: a clean slate that keeps the mode.
+        return AutopilotStatus(
+            simulation_id=simulation_id,
+            mode=mode,
+            generation=generation,
+            message="auto-pilot is idle" if run is None else "auto-pilot was reset",
+        )
+    status = _STATUS_BY_STATE.get(run.state_type, Status.INACTIVE)
+    last_completed = _last_completed_step(run.steps)
+    current = _current_step(run, last_completed)
+    progress, detail, message = 0, {}, run.state_name
+    if run.progress is not None and run.progress.step == current:
+        progress, detail, message = run.progress.percent, run.progress.detail, run.progress.summary
+    if status is Status.COMPLETED:
+        progress = 100
+    failed = status is Status.FAILED
+    heartbeat = run.progress.updated if run.progress else None
+    heartbeat = max(filter(None, [heartbeat, run.state_timestamp]), default=None)
+    return AutopilotStatus(
+        simulation_id=simulation_id,
+        mode=mode,
+        status=status,
+        current_step=current,
+        step_progress=progress,
+        step_message=message,
+        progress_detail=detail,
+        created_at=run.created,
+        started_at=run.start_time,
+        paused_at=run.state_timestamp if status is Status.PAUSED else None,
+        completed_at=run.end_time if status is Status.COMPLETED else None,
+        failed_at=(run.end_time or run.state_timestamp) if failed else None,
+        error=clean_error(run.state_message) if failed else None,
+        error_step=(_error_step(run.steps) or current) if failed else None,
+        last_completed_step=last_completed,
+        retry_count=max(0, run.run_count - 1),
+        message=f"auto-pilot is {status.value} ({run.state_name})",
+        flow_run_id=run.flow_run_id,
+        generation=run.generation,
+        heartbeat_at=heartbeat,
+        heartbeat_age_seconds=(now - heartbeat).total_seconds() if heartbeat else None,
+    )
