@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from autopilot.errors import AutopilotError
+from autopilot.prefect_env import ensure_prefect_api_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 sim_app = typer.Typer(no_args_is_help=True, help="The bundled multimo-compatible simulator.")
@@ -106,6 +107,27 @@ def status_cmd(
     _print(_run(lambda s: s.status(simulation_id)), as_json)
 
 
+@app.command("up")
+def up_cmd() -> None:
+    """Start Prefect server, simulator, worker and REST shim; supervise until Ctrl-C."""
+    from autopilot.demo import run_up
+
+    run_up(console)
+
+
+@app.command("demo")
+def demo_cmd(
+    rounds: int = typer.Option(24, min=1, help="Rounds of the demo simulation."),
+    agents: int = typer.Option(40, min=2, help="Agents of the demo simulation."),
+) -> None:
+    """A full auto-pilot run on the bundled simulator, with live progress and the report."""
+    from autopilot.demo import run_demo
+
+    final = run_demo(console, rounds=rounds, agents=agents)
+    if final.get("status") != "completed":
+        raise typer.Exit(1)
+
+
 @app.command("api")
 def api_cmd() -> None:
     """Serve the REST shim (AUTOPILOT_API_HOST/PORT, default 127.0.0.1:8000)."""
@@ -149,6 +171,7 @@ def sim_serve(
 
 def main() -> None:
     """Console-script entry."""
+    ensure_prefect_api_url()
     try:
         app(standalone_mode=False)
     except AutopilotError as exc:

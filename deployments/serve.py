@@ -16,6 +16,7 @@ from uuid import UUID
 
 import anyio
 
+from autopilot.prefect_env import ensure_prefect_api_url
 from autopilot.settings import get_settings
 
 logger = logging.getLogger("autopilot.worker")
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat-seconds", type=int, default=30)
     parser.add_argument("--sweep-seconds", type=float, default=15.0)
     args = parser.parse_args(argv)
+    ensure_prefect_api_url()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     anyio.run(serve, args.name, args.poll_seconds, args.heartbeat_seconds, args.sweep_seconds)

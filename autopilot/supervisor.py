@@ -1,0 +1,253 @@
+"""`autopilot up`: start what the auto-pilot needs locally, keep it alive, stop it cleanly.
+
+Children, in start order (each waits for the previous one's health):
+    prefect    `prefect server start` on a project-local SQLite database (skipped when
+               PREFECT_API_URL already answers)
+    simulator  the bundled multimo simulator (skipped when a backend URL is configured)
+    worker     `deployments.serve`: serves auto-pilot/local, recovers crashed runs
+    api        the REST shim
+A child that dies is restarted (with back-off); Ctrl-C or SIGTERM stops every child's process
+group. Logs go to `<data_dir>/logs/<child>.log`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import httpx
+
+from autopilot.errors import AutopilotError
+from autopilot.settings import BUNDLED_SIMULATOR_URL, Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PREFECT_PORT = 4200
+RESTART_BACKOFF = [1.0, 2.0, 5.0, 10.0, 30.0]
+
+
+class StartupFailed(AutopilotError):
+    """A child did not become healthy, or its port is taken."""
+
+    error_code = "STARTUP_FAILED"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    healthy: Callable[[], bool]
+    port: int | None = None
+    startup_timeout: float = 90.0
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+class Supervisor:
+    """Starts, watches and stops the local auto-pilot stack."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        prefect_port: int = DEFAULT_PREFECT_PORT,
+        simulator_options: dict[str, float] | None = None,
+        worker_env: dict[str, str] | None = None,
+        with_api: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.prefect_port = prefect_port
+        self.simulator_options = simulator_options or {}
+        self.with_api = with_api
+        self.env = self._child_env(worker_env or {})
+        self.children: list[Child] = []
+        self._stopping = threading.Event()
+
+    # -- environment ---------------------------------------------------------------
+
+    @property
+    def prefect_api_url(self) -> str:
+        return self.env["PREFECT_API_URL"]
+
+    def _child_env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("PREFECT_API_URL", f"http://127.0.0.1:{self.prefect_port}/api")
+        env["AUTOPILOT_DATA_DIR"] = str(self.data_dir)
+        env.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(self.settings.results_path))
+        env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        env.setdefault("PREFECT_HOME", str(self.data_dir / "prefect"))
+        for key, value in extra.items():
+            env.setdefault(key, value)
+        return env
+
+    # -- the plan ------------------------------------------------------------------
+
+    def plan(self) -> list[Child]:
+        """Which children this machine needs, in start order."""
+        python = sys.executable
+        children: list[Child] = []
+        api_url = self.prefect_api_url
+        if not _answers(api_url.rstrip("/") + "/health"):
+            parsed = urlparse(api_url)
+            if parsed.hostname not in {"127.0.0.1", "localhost"}:
+                raise StartupFailed(f"PREFECT_API_URL {api_url} does not answer")
+            port = parsed.port or self.prefect_port
+            db = self.data_dir / "prefect" / "prefect.db"
+            self.env.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}")
+            children.append(
+                Child(
+                    "prefect",
+                    [
+                        python,
+                        "-m",
+                        "prefect",
+                        "server",
+                        "start",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    lambda: _answers(api_url.rstrip("/") + "/health"),
+                    port=port,
+                    startup_timeout=120,
+                )  # fmt: skip
+            )
+        backend = self.settings.backend_url.rstrip("/")
+        if backend == BUNDLED_SIMULATOR_URL and not _answers(backend + "/api/sim/health"):
+            port = urlparse(backend).port or 5001
+            argv = [python, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port),
+                    "--data-dir", str(self.data_dir / "simulator")]  # fmt: skip
+            for option, value in self.simulator_options.items():
+                argv += [f"--{option.replace('_', '-')}", str(value)]
+            children.append(
+                Child("simulator", argv, lambda: _answers(backend + "/api/sim/health"), port=port)
+            )
+        children.append(
+            Child(
+                "worker",
+                [python, "-m", "deployments.serve"],
+                self._deployment_registered,
+            )
+        )
+        if self.with_api:
+            host, port = self.settings.api_host, self.settings.api_port
+            children.append(
+                Child(
+                    "api",
+                    [python, "-c", "from autopilot.cli import main; main()", "api"],
+                    lambda: _answers(f"http://{host}:{port}/healthz"),
+                    port=port,
+                )
+            )
+        return children
+
+    def _deployment_registered(self) -> bool:
+        url = (
+            self.prefect_api_url.rstrip("/")
+            + "/deployments/name/"
+            + (self.settings.deployment_name)
+        )
+        return _answers(url)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _spawn(self, child: Child) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{child.name}.log").open("ab")
+        child.proc = subprocess.Popen(
+            child.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        child.started_at = time.monotonic()
+
+    def _await_health(self, child: Child) -> None:
+        deadline = time.monotonic() + child.startup_timeout
+        while not child.healthy():
+            assert child.proc is not None
+            if child.proc.poll() is not None:
+                raise StartupFailed(
+                    f"{child.name} exited with {child.proc.returncode}; see "
+                    f"{self.log_dir / (child.name + '.log')}"
+                )
+            if time.monotonic() > deadline or self._stopping.is_set():
+                raise StartupFailed(f"{child.name} not healthy after {child.startup_timeout}s")
+            time.sleep(0.25)
+
+    def start(self, on_ready: Callable[[str], None] = lambda name: None) -> None:
+        """Start every planned child in order, each healthy before the next."""
+        self.children = self.plan()
+        for child in self.children:
+            if child.port is not None and port_in_use("127.0.0.1", child.port):
+                raise StartupFailed(
+                    f"port {child.port} for {child.name} is taken: is another `autopilot up` "
+                    "running? Stop it, or point PREFECT_API_URL / AUTOPILOT_BACKEND_URL at it"
+                )
+        for child in self.children:
+            self._spawn(child)
+            self._await_health(child)
+            on_ready(child.name)
+
+    def supervise(self, poll: float = 1.0) -> None:
+        """Restart children that die, until `stop()` is called."""
+        while not self._stopping.wait(poll):
+            for child in self.children:
+                if child.proc is not None and child.proc.poll() is not None:
+                    delay = RESTART_BACKOFF[min(child.restarts, len(RESTART_BACKOFF) - 1)]
+                    logger.warning(
+                        "%s exited with %s; restarting in %.0fs",
+                        child.name,
+                        child.proc.returncode,
+                        delay,
+                    )
+                    if self._stopping.wait(delay):
+                        return
+                    child.restarts += 1
+                    self._spawn(child)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every child (SIGTERM to its group, then SIGKILL), newest first."""
+        self._stopping.set()
+        for child in reversed(self.children):
+            proc = child.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
