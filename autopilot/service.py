@@ -33,7 +33,7 @@ from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
 from autopilot.prefect_store import PrefectStore, SimulationConfig
 from autopilot.settings import Settings
-from autopilot.status_projection import ACTIVE_STATES, RunSnapshot, no_state, project
+from autopilot.status_projection import RunSnapshot, is_active, no_state, project
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ class AutopilotService:
 
     async def _cancel_active(self, simulation_id: str, latest: RunSnapshot | None) -> None:
         """Cancel the active run (if any) and stop the simulation on the backend."""
-        if latest is not None and latest.state_type in ACTIVE_STATES:
+        if is_active(latest):
+            assert latest is not None
             await self.store.cancel(UUID(latest.flow_run_id))
         # A suspended run has no process to run the cancellation hook: stop it ourselves.
         await self._stop_backend(simulation_id)
@@ -155,7 +156,7 @@ class AutopilotService:
         await self._require_simulation(simulation_id)
         runs = await self.store.runs(simulation_id)
         latest = runs[0] if runs else None
-        active = latest is not None and latest.state_type in ACTIVE_STATES
+        active = is_active(latest)
         if active and not force:
             current = await self.store.latest_run(simulation_id)
             return self._start_result(simulation_id, config, current, "already active", False)

@@ -37,7 +37,14 @@ _STATUS_BY_STATE = {
 
 ACTIVE_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "CRASHED", "PAUSED"})
 
-_EXCEPTION_PREFIX = re.compile(r"^(Flow run encountered an exception\. )?(\w+(Error|Failed)?: )?")
+# The serving process restarts a Crashed run within seconds; one still Crashed after this long
+# has nobody to restart it (e.g. a plain process work pool): it counts as failed.
+STALE_CRASH_SECONDS = 120.0
+
+_EXCEPTION_PREFIX = re.compile(
+    r"^(Flow run encountered an exception[.:]?\s*)?"
+    r"(\w+(Error|Exception|Failed|Unavailable|Rejected|NotFound): )?"
+)
 
 
 @dataclass
@@ -80,6 +87,19 @@ class RunSnapshot:
     progress: ProgressRecord | None = None
 
 
+def is_stale_crash(run: RunSnapshot, now: datetime | None = None) -> bool:
+    """A Crashed run that no recovery picked up."""
+    if run.state_type != "CRASHED" or run.state_timestamp is None:
+        return False
+    age = ((now or datetime.now(UTC)) - run.state_timestamp).total_seconds()
+    return age > STALE_CRASH_SECONDS
+
+
+def is_active(run: RunSnapshot | None, now: datetime | None = None) -> bool:
+    """Scheduled, running, paused, being cancelled, or crashed and about to be restarted."""
+    return run is not None and run.state_type in ACTIVE_STATES and not is_stale_crash(run, now)
+
+
 def clean_error(message: str | None) -> str | None:
     """The backend's error text without Prefect's exception prefix."""
     if not message:
@@ -96,7 +116,7 @@ def _last_completed_step(steps: list[StepRecord]) -> str | None:
 def _current_step(run: RunSnapshot, last_completed: str | None) -> str:
     if run.state_type == "COMPLETED":
         return Step.COMPLETED.value
-    if run.state_type == "FAILED":
+    if run.state_type == "FAILED" or is_stale_crash(run):
         return Step.FAILED.value
     running = [s.name for s in run.steps if s.state_type in {"RUNNING", "PENDING"}]
     if running:
@@ -144,6 +164,8 @@ def project(
             message="auto-pilot is idle" if run is None else "auto-pilot was reset",
         )
     status = _STATUS_BY_STATE.get(run.state_type, Status.INACTIVE)
+    if is_stale_crash(run, now):
+        status = Status.FAILED
     last_completed = _last_completed_step(run.steps)
     current = _current_step(run, last_completed)
     progress, detail, message = 0, {}, run.state_name
@@ -167,7 +189,7 @@ def project(
         paused_at=run.state_timestamp if status is Status.PAUSED else None,
         completed_at=run.end_time if status is Status.COMPLETED else None,
         failed_at=(run.end_time or run.state_timestamp) if failed else None,
-        error=clean_error(run.state_message) if failed else None,
+        error=(clean_error(run.state_message) or "the run's process died") if failed else None,
         error_step=(_error_step(run.steps) or current) if failed else None,
         last_completed_step=last_completed,
         retry_count=max(0, run.run_count - 1),

@@ -1,0 +1,114 @@
+"""The status projection from Prefect records, tested without Prefect."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from autopilot.api_models import Mode, Status
+from autopilot.status_projection import (
+    ProgressRecord,
+    RunSnapshot,
+    StepRecord,
+    clean_error,
+    is_active,
+    no_state,
+    project,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def run(state_type: str, steps: list[tuple[str, str]], **fields) -> RunSnapshot:
+    snapshot = RunSnapshot(
+        flow_run_id="run-1",
+        generation=fields.pop("generation", 0),
+        state_type=state_type,
+        state_name=fields.pop("state_name", state_type.title()),
+        state_message=fields.pop("state_message", None),
+        state_timestamp=fields.pop("state_timestamp", NOW),
+        created=NOW - timedelta(minutes=5),
+        start_time=NOW - timedelta(minutes=4),
+        end_time=fields.pop("end_time", None),
+        run_count=fields.pop("run_count", 1),
+        steps=[StepRecord(name, state, state.title(), **fields) for name, state in steps],
+    )
+    return snapshot
+
+
+def test_unknown_simulation_has_the_no_state_shape():
+    assert set(no_state("sim_x")) == {"simulation_id", "mode", "status", "available", "message"}
+    assert no_state("sim_x")["status"] == "inactive"
+
+
+def test_monitoring_progress_comes_from_the_artifact():
+    snapshot = run("RUNNING", [("preparing", "COMPLETED"), ("starting", "COMPLETED"),
+                               ("monitoring", "RUNNING")])  # fmt: skip
+    snapshot.progress = ProgressRecord(
+        percent=41,
+        step="monitoring",
+        detail={"current_round": 5, "total_rounds": 12, "twitter_actions": 3, "reddit_actions": 4},
+        summary="round 5/12",
+        updated=NOW - timedelta(seconds=2),
+    )
+    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    assert status.status is Status.ACTIVE
+    assert status.current_step == "monitoring"
+    assert status.last_completed_step == "starting"
+    assert status.step_progress == 41
+    assert status.progress_detail["total_rounds"] == 12
+    assert status.heartbeat_age_seconds == 0.0  # the state change is newer than the artifact
+
+
+def test_failed_run_reports_the_real_step_and_the_backend_text():
+    snapshot = run(
+        "FAILED",
+        [("preparing", "COMPLETED"), ("starting", "COMPLETED"), ("monitoring", "FAILED")],
+        state_message="Flow run encountered an exception: StepFailed: simulation failed: "
+        "injected failure at round 3",
+        end_time=NOW,
+    )
+    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    assert status.status is Status.FAILED
+    assert status.error_step == "monitoring"
+    assert status.error == "simulation failed: injected failure at round 3"
+    assert status.failed_at == NOW
+
+
+def test_an_interrupted_step_is_the_current_step_not_an_error():
+    snapshot = run("PAUSED", [("preparing", "COMPLETED"), ("starting", "COMPLETED")])
+    snapshot.steps.append(StepRecord("monitoring", "FAILED", "Failed", interrupted=True))
+    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    assert status.status is Status.PAUSED
+    assert status.current_step == "monitoring"
+    assert status.error is None and status.error_step is None
+    assert status.paused_at == NOW
+
+
+def test_a_reset_hides_the_old_generation_and_keeps_the_mode():
+    snapshot = run("FAILED", [("monitoring", "FAILED")], generation=0)
+    status = project("sim_1", Mode.AUTO, 1, snapshot, now=NOW)
+    assert status.status is Status.INACTIVE
+    assert status.mode is Mode.AUTO
+    assert status.error is None and status.generation == 1
+
+
+def test_a_crash_is_active_until_nobody_restarts_it():
+    fresh = run("CRASHED", [], state_timestamp=NOW - timedelta(seconds=5))
+    stale = run("CRASHED", [], state_timestamp=NOW - timedelta(minutes=10))
+    assert is_active(fresh, NOW) and not is_active(stale, NOW)
+    assert project("sim_1", Mode.AUTO, 0, stale, now=NOW).status is Status.FAILED
+
+
+def test_completed_run_is_at_full_progress():
+    snapshot = run("COMPLETED", [(s, "COMPLETED") for s in
+                                 ["preparing", "starting", "monitoring", "generating_report",
+                                  "completed"]], end_time=NOW)  # fmt: skip
+    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    assert (status.current_step, status.step_progress) == ("completed", 100)
+    assert status.last_completed_step == "completed"
+    assert status.completed_at == NOW
+
+
+def test_clean_error_keeps_plain_text():
+    assert clean_error("simulation stalled: no progress") == "simulation stalled: no progress"
+    assert clean_error(None) is None
