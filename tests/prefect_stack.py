@@ -58,15 +58,16 @@ def _healthy(url: str) -> bool:
 class Worker:
     """The serving process (`python -m deployments.serve`), restartable and killable."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, poll_seconds: float = 1.0) -> None:
         self.env = env
         self.log_path = log_path
+        self.poll_seconds = poll_seconds
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deployments.serve", "--poll-seconds", "1",
+            [sys.executable, "-m", "deployments.serve", "--poll-seconds", str(self.poll_seconds),
              "--sweep-seconds", "3"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
             start_new_session=True,
