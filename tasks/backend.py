@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
+from prefect import Task, task
 from prefect.context import TaskRunContext
 
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendUnavailable
 from autopilot.models import Step
 from autopilot.settings import get_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -29,7 +34,7 @@ def step_cache_key(simulation_id: str, generation: int, step: Step) -> str:
     return f"autopilot-{safe_id}-g{generation}-{step.value}"
 
 
-def cache_key_for(step: Step):  # type: ignore[no-untyped-def]
+def cache_key_for(step: Step) -> Callable[[TaskRunContext, dict[str, Any]], str]:
     """A `cache_key_fn` keyed on the step context's simulation id and generation."""
 
     def key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -37,6 +42,19 @@ def cache_key_for(step: Step):  # type: ignore[no-untyped-def]
         return step_cache_key(ctx.simulation_id, ctx.generation, step)
 
     return key_fn
+
+
+def checkpointed_step(step: Step) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The decorator of a side-effecting step: persisted result under the step's cache key,
+    retried (after 2, 5, 15 s) only when the backend was unavailable."""
+    return task(
+        name=step.value,
+        persist_result=True,
+        cache_key_fn=cache_key_for(step),
+        retries=3,
+        retry_delay_seconds=RETRY_DELAYS,
+        retry_condition_fn=retry_if_unavailable,
+    )
 
 
 def retry_if_unavailable(task: Any, task_run: Any, state: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from autopilot import crashpoints
@@ -14,7 +14,7 @@ from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import ReportResult, Step, StepContext
 from autopilot.progress_codec import artifact_key
 from autopilot.settings import get_settings
-from tasks.backend import RETRY_DELAYS, backend_client, cache_key_for, retry_if_unavailable
+from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl, StepInterrupted
 from tasks.outage import OutageTracker
 from tasks.progress import ProgressPublisher
@@ -90,14 +90,7 @@ def _await_report(
             raise StepInterrupted(reason)
 
 
-@task(
-    name="generating_report",
-    persist_result=True,
-    cache_key_fn=cache_key_for(Step.GENERATING_REPORT),
-    retries=3,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_unavailable,
-)
+@checkpointed_step(Step.GENERATING_REPORT)
 def generate_report(ctx: StepContext) -> ReportResult:
     """Generate the report once and publish it as a Markdown artifact."""
     logger = get_run_logger()

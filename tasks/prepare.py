@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from autopilot import crashpoints
 from autopilot.backend_models import PrepareStatus
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import PrepareResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import RETRY_DELAYS, backend_client, cache_key_for, retry_if_unavailable
+from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl, StepInterrupted
 from tasks.outage import OutageTracker
 from tasks.progress import ProgressPublisher
@@ -17,14 +17,7 @@ from tasks.progress import ProgressPublisher
 PREPARE_POLL_SECONDS = 1.0
 
 
-@task(
-    name="preparing",
-    persist_result=True,
-    cache_key_fn=cache_key_for(Step.PREPARING),
-    retries=3,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_unavailable,
-)
+@checkpointed_step(Step.PREPARING)
 def prepare_simulation(ctx: StepContext) -> PrepareResult:
     """Prepare the simulation (agents, graph, config) unless the backend says it is ready."""
     logger = get_run_logger()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
 from autopilot.models import StartResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import RETRY_DELAYS, backend_client, cache_key_for, retry_if_unavailable
+from tasks.backend import backend_client, checkpointed_step
 
 # A runner in one of these states was started by someone: starting again would be a twin.
 _ALREADY_STARTED = {"running", "starting", "paused", "stopping"}
@@ -39,14 +39,7 @@ def needs_start(status: RunStatus, generation_started_at: datetime) -> bool:
     return True
 
 
-@task(
-    name="starting",
-    persist_result=True,
-    cache_key_fn=cache_key_for(Step.STARTING),
-    retries=3,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_unavailable,
-)
+@checkpointed_step(Step.STARTING)
 def start_simulation(ctx: StepContext) -> StartResult:
     """Start the run unless run-status shows it already started (a crash after POST /start)."""
     logger = get_run_logger()
