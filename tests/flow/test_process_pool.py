@@ -35,11 +35,11 @@ def test_prefect_deploy_and_a_process_worker_run_the_auto_pilot(stack: Stack):
     prefect_cli("work-pool", "create", "autopilot-process", "--type", "process", "--overwrite",
                 env=env)  # fmt: skip
     prefect_cli("--no-prompt", "deploy", "--all", env=env)
-    log = Path(SESSION_DIR / "process-worker.log").open("ab")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "autopilot-process"],
-        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    with Path(SESSION_DIR / "process-worker.log").open("ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "autopilot-process"],
+            env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
         sim = stack.create_simulation(rounds=5)
         out = prefect_cli(
