@@ -17,21 +17,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
-from tests.helpers import free_port, start_simulator, stop_process, wait_until  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    free_port,
+    run_status_poll_times,
+    start_simulator,
+    stop_process,
+    wait_until,
+)
 
 PREFECT_PORT = free_port()
 os.environ.update(
@@ -56,21 +60,10 @@ from tests.prefect_stack import (  # noqa: E402
     state_type,
 )
 
-_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-
-
-def polls(log: Path, simulation_id: str) -> list[float]:
-    """Epoch seconds of every run-status answer for the simulation."""
-    out = []
-    for line in log.read_text().splitlines():
-        if f"/api/simulation/{simulation_id}/run-status" in line and (m := _LOG_TIME.match(line)):
-            out.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
-    return out
-
 
 def next_poll_after(log: Path, simulation_id: str, t0: float, timeout: float = 120) -> float:
     return wait_until(
-        lambda: next((t for t in polls(log, simulation_id) if t > t0), None),
+        lambda: next((t for t in run_status_poll_times(log, simulation_id) if t > t0), None),
         timeout=timeout,
         interval=0.05,
         message="next poll",
@@ -129,7 +122,7 @@ def main() -> None:
             suspend_flow_run(flow_run_id=run_id)
             wait_until(lambda r=run_id: living_executor(data_dir, r) is None, timeout=60)
             results["suspend-exit"].append(time.time() - t0)
-            results["suspend-last-poll"].append(max(polls(sim_log, sim)) - t0)
+            results["suspend-last-poll"].append(max(run_status_poll_times(sim_log, sim)) - t0)
 
             t0 = time.time()
             resume_flow_run(run_id)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -111,3 +113,16 @@ def stop_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def run_status_poll_times(simulator_log: Path, simulation_id: str) -> list[float]:
+    """When the simulator answered run-status for this simulation (epoch seconds), read from
+    its access log: the outside view of how often the auto-pilot polls."""
+    times = []
+    for line in simulator_log.read_text().splitlines():
+        if f"/api/simulation/{simulation_id}/run-status" in line and (m := _LOG_TIME.match(line)):
+            times.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    return times

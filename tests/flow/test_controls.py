@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
-from datetime import datetime
-from pathlib import Path
 
 from autopilot.executors import living_executor
 from tests.flow.test_outcomes import step_states
-from tests.helpers import wait_until
+from tests.helpers import run_status_poll_times, wait_until
 from tests.prefect_stack import launch, wait_for_state
 from tests.stack_fixtures import Stack
-
-_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-
-
-def backend_poll_times(log: Path, simulation_id: str) -> list[float]:
-    """When the simulator answered run-status for this simulation (epoch seconds)."""
-    times = []
-    for line in log.read_text().splitlines():
-        if f"/api/simulation/{simulation_id}/run-status" in line and (m := _LOG_TIME.match(line)):
-            times.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
-    return times
 
 
 def test_suspend_stops_polling_and_resume_continues_without_repeating_steps(stack: Stack):
@@ -36,7 +22,7 @@ def test_suspend_stops_polling_and_resume_continues_without_repeating_steps(stac
     suspend_flow_run(flow_run_id=run_id)
     wait_for_state(run_id, {"PAUSED"}, timeout=10)
     wait_until(lambda: living_executor(stack.data_dir, run_id) is None, timeout=30, message="exit")
-    last_poll = max(backend_poll_times(stack.simulator_log, sim))
+    last_poll = max(run_status_poll_times(stack.simulator_log, sim))
     assert last_poll - suspended_at <= 2.0, f"polled {last_poll - suspended_at:.2f}s after"
 
     resume_flow_run(run_id)
