@@ -128,6 +128,31 @@ def demo_cmd(
         raise typer.Exit(1)
 
 
+@app.command("chaos")
+def chaos_cmd(
+    trials: int = typer.Option(10, min=1, help="How many trials (one kill each)."),
+    seed: int = typer.Option(1, help="Seed of the random targets and moments."),
+    targets: str = typer.Option(
+        "flow,worker,shim,simulator,prefect",
+        help="Comma-separated: flow, worker, shim, simulator, prefect, and the injection "
+        "points flow@start-accepted, flow@report-done, flow@pause-window.",
+    ),
+    rounds: int = typer.Option(12, min=1, help="Rounds per auto-pilot."),
+    parallel: int = typer.Option(1, min=1, help="Trials running at the same time."),
+) -> None:
+    """Kill processes at random moments; exit 1 on any violated invariant."""
+    from autopilot.chaos import Chaos
+
+    chosen = [t.strip() for t in targets.split(",") if t.strip()]
+    chaos = Chaos(trials, seed, chosen, rounds, parallel=parallel)
+    results = chaos.run()
+    console.print(chaos.summary(results))
+    violations = sum(len(t.violations) for t in results)
+    console.print(f"{len(results)} trials, {violations} violations")
+    if violations:
+        raise typer.Exit(1)
+
+
 @app.command("api")
 def api_cmd() -> None:
     """Serve the REST shim (AUTOPILOT_API_HOST/PORT, default 127.0.0.1:8000)."""

@@ -75,17 +75,22 @@ class Supervisor:
         self,
         settings: Settings,
         *,
-        prefect_port: int = DEFAULT_PREFECT_PORT,
+        prefect_port: int | None = None,
+        own_simulator: bool = False,
         simulator_options: dict[str, float] | None = None,
         worker_env: dict[str, str] | None = None,
         with_api: bool = True,
+        stable_after: float = 60.0,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self.log_dir = self.data_dir / "logs"
         self.prefect_port = prefect_port
+        self.own_simulator = own_simulator
         self.simulator_options = simulator_options or {}
         self.with_api = with_api
+        # A child that ran this long before dying restarts without back-off.
+        self.stable_after = stable_after
         self.env = self._child_env(worker_env or {})
         self.children: list[Child] = []
         self._stopping = threading.Event()
@@ -98,13 +103,18 @@ class Supervisor:
 
     def _child_env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        env.setdefault("PREFECT_API_URL", f"http://127.0.0.1:{self.prefect_port}/api")
+        if self.prefect_port is not None:
+            env["PREFECT_API_URL"] = f"http://127.0.0.1:{self.prefect_port}/api"
+        env.setdefault("PREFECT_API_URL", f"http://127.0.0.1:{DEFAULT_PREFECT_PORT}/api")
+        # Children read their settings from the environment: hand them ours.
         env["AUTOPILOT_DATA_DIR"] = str(self.data_dir)
+        env["AUTOPILOT_BACKEND_URL"] = self.settings.backend_url
+        env["AUTOPILOT_API_HOST"] = self.settings.api_host
+        env["AUTOPILOT_API_PORT"] = str(self.settings.api_port)
         env.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(self.settings.results_path))
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("PREFECT_HOME", str(self.data_dir / "prefect"))
-        for key, value in extra.items():
-            env.setdefault(key, value)
+        env.update(extra)
         return env
 
     # -- the plan ------------------------------------------------------------------
@@ -118,7 +128,7 @@ class Supervisor:
             parsed = urlparse(api_url)
             if parsed.hostname not in {"127.0.0.1", "localhost"}:
                 raise StartupFailed(f"PREFECT_API_URL {api_url} does not answer")
-            port = parsed.port or self.prefect_port
+            port = parsed.port or DEFAULT_PREFECT_PORT
             db = self.data_dir / "prefect" / "prefect.db"
             self.env.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}")
             children.append(
@@ -141,7 +151,8 @@ class Supervisor:
                 )  # fmt: skip
             )
         backend = self.settings.backend_url.rstrip("/")
-        if backend == BUNDLED_SIMULATOR_URL and not _answers(backend + "/api/sim/health"):
+        bundled = backend == BUNDLED_SIMULATOR_URL or self.own_simulator
+        if bundled and not _answers(backend + "/api/sim/health"):
             port = urlparse(backend).port or 5001
             argv = [python, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port),
                     "--data-dir", str(self.data_dir / "simulator")]  # fmt: skip
@@ -224,6 +235,8 @@ class Supervisor:
         while not self._stopping.wait(poll):
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is not None:
+                    if time.monotonic() - child.started_at >= self.stable_after:
+                        child.restarts = 0
                     delay = RESTART_BACKOFF[min(child.restarts, len(RESTART_BACKOFF) - 1)]
                     logger.warning(
                         "%s exited with %s; restarting in %.0fs",

@@ -1,0 +1,329 @@
+"""`autopilot chaos`: kill processes at random moments and prove every side effect happened once.
+
+Each trial runs one auto-pilot end to end against the bundled simulator (driven through the
+REST shim, as the frontend does) and SIGKILLs one target at a uniformly random moment of its
+lifecycle: `flow` (the flow process), `worker` (the serving process, alone or with its flow
+processes), `shim`, `simulator` (the simulator server) or `prefect` (the Prefect server). The
+supervisor restarts what it supervises, as in `autopilot up`. Deterministic injection trials
+add: a crash after the simulation accepted the start but before the step's result is persisted
+(`flow@start-accepted`), after the report is done but before completion is recorded
+(`flow@report-done`), and between the pause request and the run's suspension
+(`flow@pause-window`, then resume).
+
+Invariants checked per trial from the simulator's ledger and the status history: exactly one
+simulation start, one report and one preparation; the auto-pilot ends `completed`; the round
+counter never goes backwards. Recovery time is from the kill to the next change of the
+auto-pilot's own progress (step, step progress or round as Prefect records it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from autopilot.settings import Settings
+from autopilot.supervisor import Supervisor
+
+TARGETS = ("flow", "worker", "shim", "simulator", "prefect")
+INJECTIONS = ("flow@start-accepted", "flow@report-done", "flow@pause-window")
+FAST_WORKER = {"AUTOPILOT_POLL_INTERVAL": "0.25", "AUTOPILOT_CONTROL_CHECK_INTERVAL": "0.25"}
+FAST_SIMULATOR = {"round_seconds": 0.1, "prepare_seconds": 0.5, "report_seconds": 0.5}
+FINAL = {"completed", "failed"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Trial:
+    """One auto-pilot, one kill, and what was checked."""
+
+    number: int
+    target: str
+    simulation_id: str = ""
+    kill_at: float | None = None
+    killed: str = ""
+    recovery: float | None = None
+    duration: float = 0.0
+    final_status: str = ""
+    violations: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def check_invariants(ledger: dict[str, int], final_status: str, rounds: list[int]) -> list[str]:
+    """Pure: the violations of one trial."""
+    violations = []
+    for action in ("prepare", "start", "report"):
+        if ledger.get(action, 0) != 1:
+            violations.append(f"{action} x{ledger.get(action, 0)}")
+    if final_status != "completed":
+        violations.append(f"ended {final_status or 'unknown'}")
+    if any(later < earlier for earlier, later in zip(rounds, rounds[1:], strict=False)):
+        violations.append("round counter went backwards")
+    return violations
+
+
+class Chaos:
+    """Runs the trials against a private stack in a temporary directory."""
+
+    def __init__(
+        self,
+        trials: int,
+        seed: int,
+        targets: list[str],
+        rounds: int = 12,
+        console: Console | None = None,
+        timeout: float = 240.0,
+        parallel: int = 1,
+    ) -> None:
+        unknown = set(targets) - set(TARGETS) - set(INJECTIONS)
+        if unknown:
+            raise ValueError(f"unknown targets {sorted(unknown)}; known: {TARGETS + INJECTIONS}")
+        self.trials = trials
+        self.rng = random.Random(seed)
+        self.targets = targets
+        self.rounds = rounds
+        self.console = console or Console()
+        self.timeout = timeout
+        self.parallel = max(1, parallel)
+        self.workdir = Path(tempfile.mkdtemp(prefix="autopilot-chaos-"))
+        self.settings = Settings(
+            data_dir=self.workdir,
+            backend_url=f"http://127.0.0.1:{free_port()}",
+            api_port=free_port(),
+        )
+        self.supervisor = Supervisor(
+            self.settings,
+            prefect_port=free_port(),
+            own_simulator=True,
+            simulator_options=FAST_SIMULATOR,
+            worker_env=FAST_WORKER,
+            stable_after=3.0,
+        )
+        self.shim = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.api_port}", timeout=30)
+        self.backend = httpx.Client(base_url=self.settings.backend_url, timeout=10)
+
+    # -- talking to the stack while parts of it are dead -----------------------------
+
+    def _shim(self, endpoint: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Call the shim, retrying while it (or Prefect behind it) is down."""
+        while True:
+            try:
+                response = self.shim.post(f"/api/simulation/auto-pilot/{endpoint}", json=body)
+                if response.status_code < 500:
+                    payload: dict[str, Any] = response.json()
+                    return payload
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"shim {endpoint} unavailable")
+            time.sleep(0.2)
+
+    def _backend_get(self, path: str, **params: Any) -> dict[str, Any] | None:
+        try:
+            response = self.backend.get(path, params=params)
+            data: dict[str, Any] = response.json()["data"]
+            return data
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    def _create_simulation(self, number: int) -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = self.backend.post(
+                    "/api/simulation/create",
+                    json={"agents": 20, "total_simulation_hours": self.rounds, "seed": number},
+                )
+                return str(response.json()["data"]["simulation_id"])
+            except (httpx.HTTPError, KeyError, ValueError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    # -- killing -------------------------------------------------------------------
+
+    def _child(self, name: str) -> Any:
+        return next(c for c in self.supervisor.children if c.name == name)
+
+    def _kill(self, target: str, flow_run_id: str | None, worker_alone: bool = False) -> str:
+        from autopilot.executors import living_executor
+
+        if target.startswith("flow"):
+            # The moment may fall before the run's process exists: kill it as soon as it does.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                pid = living_executor(self.workdir, flow_run_id) if flow_run_id else None
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                    return f"flow pid {pid}"
+                time.sleep(0.05)
+            return "no flow process alive"
+        name = {"worker": "worker", "shim": "api", "simulator": "simulator"}.get(target, target)
+        proc = self._child(name).proc
+        if proc is None or proc.poll() is not None:
+            return f"{name} already down"
+        if target == "worker" and worker_alone:
+            os.kill(proc.pid, signal.SIGKILL)  # its flow processes outlive it
+            return "worker alone"
+        os.killpg(proc.pid, signal.SIGKILL)
+        return f"{name} process group"
+
+    # -- one trial -----------------------------------------------------------------
+
+    def _trial(
+        self, number: int, target: str, kill_at: float | None, worker_alone: bool = False
+    ) -> Trial:
+        from autopilot import crashpoints
+
+        trial = Trial(number=number, target=target)
+        sim = trial.simulation_id = self._create_simulation(number)
+        started = time.monotonic()
+        deadline = started + self.timeout
+        if target in ("flow@start-accepted", "flow@report-done"):
+            crashpoints.arm(self.workdir, sim, target.split("@")[1])
+            trial.killed = "crash point"
+        else:
+            trial.kill_at = kill_at
+        self._shim("config", {"simulation_id": sim, "mode": "auto"}, deadline)
+        start = self._shim("start", {"simulation_id": sim}, deadline)
+        flow_run_id = (start.get("data") or {}).get("flow_run_id")
+        rounds: list[int] = []
+        marker_at_kill: tuple[Any, ...] | None = None
+        killed_at: float | None = None
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            run = self._backend_get(f"/api/simulation/{sim}/run-status")
+            if run is not None:
+                rounds.append(int(run.get("current_round") or 0))
+            status = self._shim("status", {"simulation_id": sim}, deadline).get("data") or {}
+            # Progress as the auto-pilot itself records it (not the simulation's own rounds).
+            marker = (
+                status.get("last_completed_step"),
+                status.get("step_progress"),
+                (status.get("progress_detail") or {}).get("current_round"),
+                status.get("status") in FINAL,
+            )
+            now = time.monotonic()
+            due = trial.kill_at is not None and now - started >= trial.kill_at
+            if target == "flow@pause-window":
+                # Only a running step can be paused: the moment is drawn within monitoring.
+                due = due and status.get("current_step") == "monitoring"
+            if due and killed_at is None:
+                if target == "flow@pause-window":
+                    trial.killed = self._pause_then_kill(sim, flow_run_id, deadline)
+                else:
+                    trial.killed = self._kill(target, flow_run_id, worker_alone)
+                killed_at, marker_at_kill = time.monotonic(), marker
+            elif killed_at is not None and trial.recovery is None and marker != marker_at_kill:
+                trial.recovery = now - killed_at
+            if status.get("status") == "paused" and target == "flow@pause-window":
+                self._shim("resume", {"simulation_id": sim}, deadline)
+            if status.get("status") in FINAL:
+                break
+            time.sleep(0.25)
+        trial.duration = time.monotonic() - started
+        trial.final_status = str(status.get("status") or "")
+        ledger = self._backend_get("/api/sim/ledger", simulation_id=sim) or {}
+        trial.violations = check_invariants(ledger.get("counts") or {}, trial.final_status, rounds)
+        return trial
+
+    def _report(self, trial: Trial) -> None:
+        mark = "[red]VIOLATION[/red]" if trial.violations else "ok"
+        recovery = "-" if trial.recovery is None else f"{trial.recovery:.1f}s"
+        self.console.print(
+            f"trial {trial.number:>3} {trial.target:<20} kill@{trial.kill_at or 0:5.1f}s "
+            f"{trial.killed:<30} recovery {recovery:>6} {trial.duration:5.1f}s "
+            f"{mark} {' '.join(trial.violations)}",
+            highlight=False,
+        )
+
+    def _pause_then_kill(self, sim: str, flow_run_id: str | None, deadline: float) -> str:
+        """Pause, and kill the flow process before it has yielded to the suspension."""
+        answer = self._shim("pause", {"simulation_id": sim}, deadline)
+        what = self._kill("flow", flow_run_id)
+        return f"paused ({answer.get('error_code') or 'ok'}), then {what}"
+
+    # -- the run -------------------------------------------------------------------
+
+    def run(self) -> list[Trial]:
+        """Start the stack, calibrate one undisturbed run, then run the trials."""
+        os.environ["PREFECT_API_URL"] = self.supervisor.prefect_api_url
+        self.console.print(f"chaos: stack in {self.workdir}")
+        self.supervisor.start(on_ready=lambda name: self.console.print(f"  {name} ready"))
+        watcher = threading.Thread(target=self.supervisor.supervise, args=(0.2,), daemon=True)
+        watcher.start()
+        results: list[Trial] = []
+        try:
+            calibration = self._trial(0, "none", kill_at=None)
+            window = max(1.0, calibration.duration)
+            self.console.print(
+                f"calibration run: {calibration.duration:.1f}s, "
+                f"violations {calibration.violations or 'none'}"
+            )
+            # Drawn up front so a seed gives the same plan whatever the threads do.
+            plan = [
+                (n, self.rng.choice(self.targets), self.rng.uniform(0, window), self.rng.random())
+                for n in range(1, self.trials + 1)
+            ]
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+                futures = [
+                    pool.submit(self._trial, n, target, at, alone < 0.5)
+                    for n, target, at, alone in plan
+                ]
+                for future in futures:
+                    trial = future.result()
+                    results.append(trial)
+                    self._report(trial)
+        finally:
+            self.supervisor.stop()
+            self.shim.close()
+            self.backend.close()
+        if any(trial.violations for trial in results):
+            self.console.print(f"logs and data kept for inspection in {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return results
+
+    def summary(self, trials: list[Trial]) -> Table:
+        """The per-target table: trials, recovery p50/p99, violations."""
+        table = Table(title="chaos summary")
+        for column in ("target", "trials", "recovery p50 s", "recovery p99 s", "violations"):
+            table.add_column(column, justify="right" if column != "target" else "left")
+        groups: dict[str, list[Trial]] = {}
+        for trial in trials:
+            groups.setdefault(trial.target, []).append(trial)
+        for target, group in sorted(groups.items()) + [("all", trials)]:
+            recoveries = [t.recovery for t in group if t.recovery is not None]
+            table.add_row(
+                target,
+                str(len(group)),
+                f"{statistics.median(recoveries):.2f}" if recoveries else "-",
+                f"{percentile(recoveries, 0.99):.2f}" if recoveries else "-",
+                str(sum(len(t.violations) for t in group)),
+            )
+        return table
