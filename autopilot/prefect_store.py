@@ -133,7 +133,8 @@ class PrefectStore:
         )
         run.steps = [
             StepRecord(
-                name=task_run.name.rsplit("-", 1)[0],
+                # Task runs are named `{step}-{simulation_id}-g{generation}`.
+                name=task_run.name.split("-", 1)[0],
                 state_type=task_run.state.type.value if task_run.state else "PENDING",
                 state_name=(task_run.state.name if task_run.state else None) or "Pending",
                 interrupted="StepInterrupted"

@@ -85,6 +85,7 @@ def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State) -> None
 
 @flow(
     name="auto-pilot",
+    flow_run_name="{simulation_id}-g{generation}",
     persist_result=True,
     on_crashed=[restart_crashed_run],  # type: ignore[list-item]
     on_cancellation=[stop_backend_simulation],  # type: ignore[list-item]

@@ -44,11 +44,17 @@ def cache_key_for(step: Step) -> Callable[[TaskRunContext, dict[str, Any]], str]
     return key_fn
 
 
+def task_run_name(step: Step) -> str:
+    """`{step}-{simulation_id}-g{generation}`: every log line names the step and simulation."""
+    return step.value + "-{ctx.simulation_id}-g{ctx.generation}"
+
+
 def checkpointed_step(step: Step) -> Callable[[Callable[P, R]], Task[P, R]]:
     """The decorator of a side-effecting step: persisted result under the step's cache key,
     retried (after 2, 5, 15 s) only when the backend was unavailable."""
     return task(
         name=step.value,
+        task_run_name=task_run_name(step),
         persist_result=True,
         cache_key_fn=cache_key_for(step),
         retries=3,

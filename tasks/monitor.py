@@ -14,7 +14,7 @@ from autopilot.backend_models import RunStatus
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import MonitorResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import backend_client
+from tasks.backend import backend_client, task_run_name
 from tasks.control import RunControl, StepInterrupted
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
 from tasks.outage import OutageTracker
@@ -48,7 +48,12 @@ def _publish(progress: ProgressPublisher, status: RunStatus) -> None:
 
 # NO_CACHE: the flow persists results, which would otherwise give this task the default
 # policy (inputs + run id) and replay an "interrupted" result forever after a resume.
-@task(name="monitoring", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="monitoring",
+    task_run_name=task_run_name(Step.MONITORING),
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def monitor_simulation(ctx: StepContext) -> MonitorResult:
     """Poll run-status until the simulation completes; fail fast on failed, stopped or stalled."""
     logger = get_run_logger()
