@@ -31,3 +31,13 @@ for name in list(os.environ):
         del os.environ[name]
 
 pytest_plugins = ["tests.stack_fixtures"]
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    """Keep a failed session's logs and databases for inspection; drop a green one's."""
+    import shutil
+
+    if exitstatus == 0:
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
+    else:
+        print(f"\nlogs and data of this session: {SESSION_DIR}")
