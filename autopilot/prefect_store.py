@@ -6,6 +6,8 @@ Every Prefect call of the service goes through here, so an unreachable Prefect A
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +26,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.states import Cancelling
+from prefect.states import Cancelled, Cancelling, State
 from pydantic import BaseModel
 
 from autopilot.api_models import Mode
@@ -41,6 +43,15 @@ class SimulationConfig(BaseModel):
 
     mode: Mode = Mode.MANUAL
     generation: int = 0
+
+
+def variable_name(simulation_id: str) -> str:
+    """Prefect variable names allow lowercase letters, digits, `-` and `_` only."""
+    safe = re.sub(r"[^a-z0-9_-]", "-", simulation_id.lower())
+    if safe != simulation_id:
+        # Two ids that differ only in case or punctuation must not share a variable.
+        safe += "-" + hashlib.sha1(simulation_id.encode()).hexdigest()[:8]
+    return f"autopilot-{safe}"[:255]
 
 
 def simulation_tag(simulation_id: str) -> str:
@@ -183,9 +194,13 @@ class PrefectStore:
             await self._load_details(client, snapshot)
         return snapshot
 
-    async def cancel(self, flow_run_id: UUID) -> None:
+    async def cancel(self, flow_run_id: UUID, state_type: str) -> None:
+        """Cancel a run: through its runner if a process executes it, else directly."""
+        # Only a running process can be killed by a runner; a scheduled, suspended or crashed
+        # run left Cancelling would stay so forever.
+        state: State[Any] = Cancelling() if state_type in {"RUNNING", "CANCELLING"} else Cancelled()
         async with prefect() as client:
-            await client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+            await client.set_flow_run_state(flow_run_id, state, force=True)
 
     async def suspend(self, flow_run_id: UUID) -> None:
         from prefect.flow_runs import asuspend_flow_run

@@ -11,9 +11,7 @@ concurrent starts create one flow run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -31,22 +29,13 @@ from autopilot.api_models import (
 )
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
-from autopilot.prefect_store import PrefectStore, SimulationConfig
+from autopilot.prefect_store import PrefectStore, SimulationConfig, variable_name
 from autopilot.settings import Settings
 from autopilot.status_projection import RunSnapshot, is_active, no_state, project
 
 logger = logging.getLogger(__name__)
 
 _TERMINAL_UNSUCCESSFUL = {"FAILED", "CANCELLED", "CRASHED"}
-
-
-def variable_name(simulation_id: str) -> str:
-    """Prefect variable names allow lowercase letters, digits, `-` and `_` only."""
-    safe = re.sub(r"[^a-z0-9_-]", "-", simulation_id.lower())
-    if safe != simulation_id:
-        # Two ids that differ only in case or punctuation must not share a variable.
-        safe += "-" + hashlib.sha1(simulation_id.encode()).hexdigest()[:8]
-    return f"autopilot-{safe}"[:255]
 
 
 def idempotency_key(simulation_id: str, generation: int, attempt: int) -> str:
@@ -128,7 +117,7 @@ class AutopilotService:
         """Cancel the active run (if any) and stop the simulation on the backend."""
         if is_active(latest):
             assert latest is not None
-            await self.store.cancel(UUID(latest.flow_run_id))
+            await self.store.cancel(UUID(latest.flow_run_id), latest.state_type)
         # A suspended run has no process to run the cancellation hook: stop it ourselves.
         await self._stop_backend(simulation_id)
 
@@ -156,7 +145,10 @@ class AutopilotService:
         await self._require_simulation(simulation_id)
         runs = await self.store.runs(simulation_id)
         latest = runs[0] if runs else None
-        active = is_active(latest)
+        # A run of an older generation is being cancelled (stop/reset): it does not block.
+        active = (
+            is_active(latest) and latest is not None and (latest.generation >= config.generation)
+        )
         if active and not force:
             current = await self.store.latest_run(simulation_id)
             return self._start_result(simulation_id, config, current, "already active", False)

@@ -68,12 +68,23 @@ def restart_crashed_run(flow: Flow, flow_run: FlowRun, state: State) -> None:
 
 
 def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State) -> None:
-    """on_cancellation: a stopped auto-pilot also stops the simulation on the backend."""
+    """on_cancellation: a stopped auto-pilot also stops the simulation on the backend.
+
+    Skipped when the simulation has moved to a newer generation (stop, reset, force start):
+    the service stopped it already, and a late hook must not stop the new generation's run.
+    """
+    from prefect.variables import Variable
+
     from autopilot.errors import AutopilotError
+    from autopilot.prefect_store import variable_name
     from tasks.backend import backend_client
 
     simulation_id = flow_run.parameters.get("simulation_id")
     if not simulation_id:
+        return
+    config = Variable.get(variable_name(simulation_id), default=None)
+    generation = int(flow_run.parameters.get("generation") or 0)
+    if isinstance(config, dict) and int(config.get("generation") or 0) > generation:
         return
     with backend_client() as client:
         try:
