@@ -43,10 +43,12 @@ def failure(status_code: int, message: str, error_code: str) -> JSONResponse:
 
 def _validation_failure(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
-    if any(e.get("loc", ())[-1:] == ("simulation_id",) for e in errors):
-        return failure(
-            400, "simulation_id is required (a non-empty string)", "MISSING_SIMULATION_ID"
-        )
+    id_errors = [e for e in errors if e.get("loc", ())[-1:] == ("simulation_id",)]
+    # As the original: absent, null and "" all count as missing.
+    if any(e.get("type") == "missing" or e.get("input") in (None, "") for e in id_errors):
+        return failure(400, "simulation_id is required", "MISSING_SIMULATION_ID")
+    if id_errors:
+        return failure(400, "simulation_id must be a non-empty string", "INVALID_SIMULATION_ID")
     if any(e.get("type") == "json_invalid" for e in errors):
         return failure(400, "the request body is not valid JSON", "INVALID_JSON")
     details = "; ".join(

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -203,7 +204,7 @@ class MultimoClient:
 
     def get_simulation(self, simulation_id: str) -> SimulationInfo:
         """Read a simulation; `NotFound` if the backend does not know it."""
-        data = self._call("GET", f"/api/simulation/{simulation_id}")
+        data = self._call("GET", f"/api/simulation/{_segment(simulation_id)}")
         return SimulationInfo.model_validate({"simulation_id": simulation_id, **(data or {})})
 
     def create_simulation(self, **fields: Any) -> str:
@@ -226,7 +227,7 @@ class MultimoClient:
 
     def run_status(self, simulation_id: str) -> RunStatus:
         """The runner's state: the only reliable completion signal."""
-        data = self._call("GET", f"/api/simulation/{simulation_id}/run-status")
+        data = self._call("GET", f"/api/simulation/{_segment(simulation_id)}/run-status")
         return RunStatus.model_validate(data or {})
 
     def start(
@@ -272,7 +273,7 @@ class MultimoClient:
 
     def get_report(self, report_id: str) -> Report:
         """One report with its Markdown."""
-        data = self._call("GET", f"/api/report/{report_id}")
+        data = self._call("GET", f"/api/report/{_segment(report_id)}")
         return Report.model_validate({"report_id": report_id, **(data or {})})
 
     def list_reports(self, simulation_id: str) -> list[Report]:
@@ -287,6 +288,11 @@ class MultimoClient:
             if report.status == "completed":
                 return report
         return None
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: an id can never reach another route or carry a query."""
+    return quote(value, safe="")
 
 
 def _envelope_data(response: httpx.Response) -> Any:

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.states import Cancelled, Cancelling, State
+from prefect.states import Cancelled, Cancelling, State, Suspended
 from pydantic import BaseModel
 
 from autopilot.api_models import Mode
@@ -202,10 +202,17 @@ class PrefectStore:
         async with prefect() as client:
             await client.set_flow_run_state(flow_run_id, state, force=True)
 
-    async def suspend(self, flow_run_id: UUID) -> None:
+    async def suspend(self, flow_run_id: UUID, state_type: str) -> None:
+        """Suspend a run: its step yields at the next check; a run not started yet simply
+        waits Suspended (resume reschedules it)."""
         from prefect.flow_runs import asuspend_flow_run
 
-        async with prefect():
+        async with prefect() as client:
+            if state_type in {"SCHEDULED", "PENDING"}:
+                await client.set_flow_run_state(
+                    flow_run_id, Suspended(pause_key=f"autopilot-{uuid4()}"), force=True
+                )
+                return
             try:
                 await asuspend_flow_run(flow_run_id=flow_run_id)
             except RuntimeError as exc:

@@ -12,6 +12,7 @@ concurrent starts create one flow run.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -36,6 +37,19 @@ from autopilot.status_projection import RunSnapshot, is_active, no_state, projec
 logger = logging.getLogger(__name__)
 
 _TERMINAL_UNSUCCESSFUL = {"FAILED", "CANCELLED", "CRASHED"}
+
+
+_SIMULATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+
+
+def check_simulation_id(simulation_id: str) -> None:
+    """Ids go into backend URLs and Prefect names: letters, digits, `_ . : -` only."""
+    if not _SIMULATION_ID.match(simulation_id):
+        raise InvalidInput(
+            "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
+            "(starting with a letter or digit)",
+            error_code="INVALID_SIMULATION_ID",
+        )
 
 
 def idempotency_key(simulation_id: str, generation: int, attempt: int) -> str:
@@ -125,6 +139,7 @@ class AutopilotService:
 
     async def config(self, simulation_id: str, mode: str | None) -> ConfigResult:
         """Set the simulation's mode; the generation is kept."""
+        check_simulation_id(simulation_id)
         parsed = parse_mode(mode)
         await self._require_simulation(simulation_id)
         config = await self._config(simulation_id)
@@ -136,6 +151,7 @@ class AutopilotService:
 
     async def start(self, simulation_id: str, force: bool = False) -> StartResult:
         """Start the auto-pilot, or return the active run; `force` starts a new generation."""
+        check_simulation_id(simulation_id)
         config = await self._config(simulation_id)
         if config.mode is not Mode.AUTO:
             raise InvalidInput(
@@ -194,18 +210,18 @@ class AutopilotService:
 
     async def pause(self, simulation_id: str) -> ControlResult:
         """Suspend the running flow run; its step yields within a second."""
+        check_simulation_id(simulation_id)
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         if latest is None or latest.generation < config.generation:
             raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
         if latest.state_type == "PAUSED":
             raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
-        if latest.state_type != "RUNNING":
+        if latest.state_type not in {"RUNNING", "SCHEDULED", "PENDING"}:
             raise Conflict(
-                f"auto-pilot is not running ({latest.state_name}); only a running one pauses",
-                error_code="NOT_ACTIVE",
+                f"auto-pilot cannot pause while {latest.state_name}", error_code="NOT_ACTIVE"
             )
-        await self.store.suspend(UUID(latest.flow_run_id))
+        await self.store.suspend(UUID(latest.flow_run_id), latest.state_type)
         status = project(simulation_id, config.mode, config.generation, latest)
         return ControlResult(
             simulation_id=simulation_id,
@@ -217,6 +233,7 @@ class AutopilotService:
 
     async def resume(self, simulation_id: str) -> ControlResult:
         """Resume the suspended flow run; finished steps are not run again."""
+        check_simulation_id(simulation_id)
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         if (
@@ -237,6 +254,7 @@ class AutopilotService:
 
     async def stop(self, simulation_id: str) -> ControlResult:
         """Cancel the run and stop the simulation; idempotent; ends `inactive`."""
+        check_simulation_id(simulation_id)
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, latest)
@@ -252,6 +270,7 @@ class AutopilotService:
 
     async def status(self, simulation_id: str) -> AutopilotStatus | dict[str, Any]:
         """The projection of Prefect's records; answers without any worker alive."""
+        check_simulation_id(simulation_id)
         config = await self.store.read_config_or_none(variable_name(simulation_id))
         latest = await self.store.latest_run(simulation_id)
         if config is None and latest is None:
@@ -261,6 +280,7 @@ class AutopilotService:
 
     async def reset(self, simulation_id: str) -> ResetResult:
         """Cancel any active run and start a new generation; the mode is kept."""
+        check_simulation_id(simulation_id)
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, latest)

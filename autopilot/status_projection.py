@@ -43,7 +43,7 @@ STALE_CRASH_SECONDS = 120.0
 
 _EXCEPTION_PREFIX = re.compile(
     r"^(Flow run encountered an exception[.:]?\s*)?"
-    r"(\w+(Error|Exception|Failed|Unavailable|Rejected|NotFound): )?"
+    r"(\w*(Error|Exception|Failed|Unavailable|Rejected|NotFound): )?"
 )
 
 
