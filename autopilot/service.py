@@ -81,6 +81,12 @@ class AutopilotService:
         self.settings = settings
         self._backend_factory = backend_factory or (lambda: MultimoClient.from_settings(settings))
         self.store = PrefectStore(settings.deployment_name)
+        # Serialises changes per simulation inside this process: twenty racing starts make
+        # one write and nineteen cheap reads. Across processes the idempotency key decides.
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def _lock(self, simulation_id: str) -> anyio.Lock:
+        return self._locks.setdefault(simulation_id, anyio.Lock())
 
     # -- backend helpers (the client is synchronous: run it off the event loop) ------------
 
@@ -152,6 +158,10 @@ class AutopilotService:
     async def start(self, simulation_id: str, force: bool = False) -> StartResult:
         """Start the auto-pilot, or return the active run; `force` starts a new generation."""
         check_simulation_id(simulation_id)
+        async with self._lock(simulation_id):
+            return await self._start(simulation_id, force)
+
+    async def _start(self, simulation_id: str, force: bool) -> StartResult:
         config = await self._config(simulation_id)
         if config.mode is not Mode.AUTO:
             raise InvalidInput(
@@ -255,6 +265,10 @@ class AutopilotService:
     async def stop(self, simulation_id: str) -> ControlResult:
         """Cancel the run and stop the simulation; idempotent; ends `inactive`."""
         check_simulation_id(simulation_id)
+        async with self._lock(simulation_id):
+            return await self._stop(simulation_id)
+
+    async def _stop(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, latest)
@@ -281,6 +295,10 @@ class AutopilotService:
     async def reset(self, simulation_id: str) -> ResetResult:
         """Cancel any active run and start a new generation; the mode is kept."""
         check_simulation_id(simulation_id)
+        async with self._lock(simulation_id):
+            return await self._reset(simulation_id)
+
+    async def _reset(self, simulation_id: str) -> ResetResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, latest)
