@@ -9,6 +9,7 @@ cancels it.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -33,14 +34,21 @@ R = TypeVar("R")
 
 
 def _until_done(step: Any, ctx: StepContext) -> Any:
-    """Run a checkpointed step, calling it again after it yielded to a pause or stop."""
+    """Run a step, calling it again after it yielded to a pause or stop request."""
+    interruptions = 0
     while True:
         state = step(ctx, return_state=True)
         if state.is_completed():
             return state.result()
         error = state.result(raise_on_failure=False)
         if isinstance(error, StepInterrupted):
-            continue  # the next call is the task boundary where Prefect suspends or cancels
+            # The next call is the task boundary where Prefect suspends the run, or where the
+            # runner kills it. If neither happens (no runner alive to kill an orphaned process),
+            # back off rather than spin out a task run a second.
+            interruptions += 1
+            if interruptions > 1:
+                time.sleep(min(2.0**interruptions, 30.0))
+            continue
         if isinstance(error, BaseException):
             raise error
         raise RuntimeError(f"step {step.name} ended {state.type.value}: {state.message}")
