@@ -40,6 +40,11 @@ def register_executor(data_dir: Path, flow_run_id: UUID | str, pid: int | None =
     os.replace(tmp, path)
 
 
+def has_executor_record(data_dir: Path, flow_run_id: UUID | str) -> bool:
+    """Whether a local process ever registered for the run."""
+    return _record_path(data_dir, flow_run_id).exists()
+
+
 def living_executor(data_dir: Path, flow_run_id: UUID | str) -> int | None:
     """The pid of a still-living local process executing the run, if there is one."""
     try:

@@ -3,6 +3,9 @@
 - A run whose process died while its runner lived is Crashed: restart it (hook or sweep).
 - At start-up, runs of the deployment left RUNNING/PENDING by a dead runner are marked Crashed
   and restarted, unless a living local process still executes them.
+- While serving, a RUNNING run whose recorded local process is gone in two sweeps running
+  (a flow process that outlived its runner and died later: no runner watches it) is marked
+  Crashed and restarted.
 - Each Crashed state in a run's history counts as one death; past `max_restarts` the run is
   set Failed with the reason, so a run that crashes its process every time does not loop.
 """
@@ -25,7 +28,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Failed, Scheduled
 
-from autopilot.executors import living_executor
+from autopilot.executors import has_executor_record, living_executor
 
 logger = logging.getLogger(__name__)
 
@@ -100,4 +103,33 @@ async def restart_crashed(
             continue  # just crashed: the runner's hook is on it
         if await restart_or_give_up(client, run.id, max_restarts):
             restarted.append(run.id)
+    return restarted
+
+
+async def dead_running_runs(
+    client: PrefectClient, deployment_id: UUID, data_dir: Path
+) -> set[UUID]:
+    """RUNNING runs whose recorded local process is gone (e.g. an orphan that died later)."""
+    runs = await client.read_flow_runs(
+        **_deployment_runs(deployment_id, [StateType.RUNNING])  # type: ignore[arg-type]
+    )
+    return {
+        run.id
+        for run in runs
+        if has_executor_record(data_dir, run.id) and living_executor(data_dir, run.id) is None
+    }
+
+
+async def restart_dead(client: PrefectClient, run_ids: set[UUID], max_restarts: int) -> list[UUID]:
+    """Mark the given dead RUNNING runs Crashed and restart them (capped)."""
+    restarted = []
+    for run_id in run_ids:
+        run = await client.read_flow_run(run_id)
+        if run.state is None or run.state.type != StateType.RUNNING:
+            continue  # its runner noticed meanwhile
+        await client.set_flow_run_state(
+            run_id, Crashed(message="its process died after its runner"), force=True
+        )
+        if await restart_or_give_up(client, run_id, max_restarts):
+            restarted.append(run_id)
     return restarted

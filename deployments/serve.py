@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 from uuid import UUID
 
 import anyio
@@ -35,16 +36,21 @@ def prepare_environment() -> None:
     get_settings.cache_clear()
 
 
-async def _sweep(deployment_id: UUID, every: float, max_restarts: int) -> None:
+async def _sweep(deployment_id: UUID, every: float, max_restarts: int, data_dir: Path) -> None:
     from prefect.client.orchestration import get_client
 
-    from autopilot.recovery import restart_crashed
+    from autopilot.recovery import dead_running_runs, restart_crashed, restart_dead
 
+    suspects: set[UUID] = set()
     while True:
         await anyio.sleep(every)
         try:
             async with get_client() as client:
                 await restart_crashed(client, deployment_id, max_restarts, min_age=every)
+                dead = await dead_running_runs(client, deployment_id, data_dir)
+                # Dead in two sweeps in a row: its own runner would have noticed in between.
+                await restart_dead(client, dead & suspects, max_restarts)
+                suspects = dead
         except Exception as exc:  # a Prefect API hiccup must not kill the worker
             logger.warning("recovery sweep failed: %s", exc)
 
@@ -78,7 +84,13 @@ async def serve(
     if restarted:
         logger.warning("restarted %d run(s) left by a dead runner", len(restarted))
     async with anyio.create_task_group() as group:
-        group.start_soon(_sweep, deployment_id, sweep_seconds, settings.max_crash_restarts)
+        group.start_soon(
+            _sweep,
+            deployment_id,
+            sweep_seconds,
+            settings.max_crash_restarts,
+            settings.data_dir.resolve(),
+        )
         await runner.start()
         group.cancel_scope.cancel()
 

@@ -101,3 +101,19 @@ def test_a_flow_process_that_outlived_its_runner_gets_no_twin(stack: Stack):
     assert crash_count(run_id) == 0
     assert read_flow_run(run_id).run_count == 1
     assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
+
+
+def test_an_orphaned_flow_process_that_dies_later_is_restarted(stack: Stack):
+    sim = stack.create_simulation(rounds=80)
+    run_id = launch(sim)
+    wait_until(lambda: stack.run_status(sim)["current_round"] >= 2, timeout=90)
+    stack.worker.kill(with_flow_processes=False)
+    stack.worker.start()
+    orphan = living_executor(stack.data_dir, run_id)
+    assert orphan is not None
+
+    os.kill(orphan, signal.SIGKILL)  # no runner watches it: only the sweep can notice
+
+    wait_for_state(run_id, {"COMPLETED"}, timeout=180)
+    assert crash_count(run_id) == 1
+    assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
