@@ -108,11 +108,18 @@ def status_cmd(
 
 
 @app.command("up")
-def up_cmd() -> None:
+def up_cmd(
+    with_simulator: bool = typer.Option(
+        False,
+        "--with-simulator",
+        help="Start the bundled simulator at AUTOPILOT_BACKEND_URL even if it is not the "
+        "default (the default URL always gets one).",
+    ),
+) -> None:
     """Start Prefect server, simulator, worker and REST shim; supervise until Ctrl-C."""
     from autopilot.demo import run_up
 
-    run_up(console)
+    run_up(console, with_simulator=with_simulator)
 
 
 @app.command("demo")

@@ -27,10 +27,12 @@ def _ui_url(supervisor: Supervisor) -> str:
     return supervisor.prefect_api_url.rstrip("/").removesuffix("/api")
 
 
-def run_up(console: Console, settings: Settings | None = None) -> None:
+def run_up(
+    console: Console, settings: Settings | None = None, with_simulator: bool = False
+) -> None:
     """Start the stack and supervise it until Ctrl-C or SIGTERM."""
     settings = settings or get_settings()
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, own_simulator=with_simulator)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         supervisor.start(on_ready=lambda name: console.print(f"[green]✓[/green] {name} ready"))
@@ -58,6 +60,7 @@ def run_demo(console: Console, rounds: int = 24, agents: int = 40) -> dict[str, 
     settings = get_settings()
     supervisor = Supervisor(
         settings,
+        own_simulator=True,  # the demo always runs against the bundled simulator
         simulator_options=DEMO_SIMULATOR,
         worker_env=DEMO_WORKER_ENV,
         with_api=False,
@@ -123,3 +126,8 @@ def _show_outcome(
     console.print(f"Chart (PNG):       {report.chart_path}")
     flow_run = final.get("flow_run_id")
     console.print(f"Prefect UI:        {_ui_url(supervisor)}/runs/flow-run/{flow_run}")
+    console.print(
+        "(the demo stops its stack now; `autopilot up` serves the same database, so the run "
+        "stays visible at that link while `up` runs)",
+        highlight=False,
+    )
