@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(default=1800.0, gt=0)
     # How often a long step checks its own flow run for pause/stop requests.
     control_check_interval: float = Field(default=1.0, gt=0)
+    # How long a stop request may go unanswered by the runner before the run stops itself.
+    stop_grace: float = Field(default=10.0, gt=0)
 
     data_dir: Path = Path(".autopilot")
     result_dir: Path | None = None

@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 from prefect import flow
 from prefect.client.schemas.objects import Flow, FlowRun
 from prefect.context import FlowRunContext
-from prefect.states import State
+from prefect.states import Cancelled, State
 
 from autopilot.executors import register_executor
 from autopilot.models import Outcome, RunOptions, StepContext
 from autopilot.settings import get_settings
 from tasks.complete import complete
-from tasks.control import StepInterrupted
+from tasks.control import STOPPING, StepInterrupted
 from tasks.generate_report import generate_report
 from tasks.monitor import monitor_simulation
 from tasks.prepare import prepare_simulation
@@ -33,21 +33,36 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
+class RunStopped(Exception):
+    """The run was asked to stop and no runner killed this process: end it ourselves."""
+
+
 def _until_done(step: Any, ctx: StepContext) -> Any:
     """Run a step, calling it again after it yielded to a pause or stop request."""
     interruptions = 0
+    stopping_since: float | None = None
     while True:
         state = step(ctx, return_state=True)
         if state.is_completed():
             return state.result()
         error = state.result(raise_on_failure=False)
         if isinstance(error, StepInterrupted):
+            if error.reason == STOPPING:
+                stopping_since = stopping_since or time.monotonic()
+                # A runner kills a cancelled run within seconds; when none does (it died, or
+                # its cancellation watcher gave up during a Prefect outage), stop here.
+                if time.monotonic() - stopping_since > get_settings().stop_grace:
+                    raise RunStopped()
             # The next call is the task boundary where Prefect suspends the run, or where the
             # runner kills it. If neither happens (no runner alive to kill an orphaned process),
             # back off rather than spin out a task run a second.
             interruptions += 1
             if interruptions > 1:
-                time.sleep(min(2.0**interruptions, 30.0))
+                pause = min(2.0**interruptions, 30.0)
+                if stopping_since is not None:
+                    grace_left = get_settings().stop_grace - (time.monotonic() - stopping_since)
+                    pause = min(pause, max(0.0, grace_left) + 0.1)
+                time.sleep(pause)
             continue
         if isinstance(error, BaseException):
             raise error
@@ -76,22 +91,22 @@ def restart_crashed_run(flow: Flow, flow_run: FlowRun, state: State) -> None:
 
 
 def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State) -> None:
-    """on_cancellation: a stopped auto-pilot also stops the simulation on the backend.
+    """on_cancellation: a stopped auto-pilot also stops the simulation on the backend."""
+    simulation_id = flow_run.parameters.get("simulation_id")
+    if simulation_id:
+        stop_simulation_of(simulation_id, int(flow_run.parameters.get("generation") or 0))
 
-    Skipped when the simulation has moved to a newer generation (stop, reset, force start):
-    the service stopped it already, and a late hook must not stop the new generation's run.
-    """
+
+def stop_simulation_of(simulation_id: str, generation: int) -> None:
+    """Stop the simulation unless it has moved on to a newer generation (stop, reset, force
+    start): the service stopped it already, and a late stop must not hit the new run."""
     from prefect.variables import Variable
 
     from autopilot.errors import AutopilotError
     from autopilot.prefect_store import variable_name
     from tasks.backend import backend_client
 
-    simulation_id = flow_run.parameters.get("simulation_id")
-    if not simulation_id:
-        return
     config = Variable.get(variable_name(simulation_id), default=None)
-    generation = int(flow_run.parameters.get("generation") or 0)
     if isinstance(config, dict) and int(config.get("generation") or 0) > generation:
         return
     with backend_client() as client:
@@ -111,8 +126,20 @@ def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State) -> None
 )
 def auto_pilot(
     simulation_id: str, generation: int = 0, options: RunOptions | None = None
-) -> Outcome:
+) -> Outcome | State:
     """Drive one simulation through its five steps; resumable at every step."""
+    # The runner pickles this function by value with only the globals its body names, and
+    # Prefect resolves the parameter annotations from those: the body must name RunOptions.
+    options = options or RunOptions()
+    try:
+        return _drive(simulation_id, generation, options)
+    except RunStopped:
+        # Returning a Cancelled state ends the run Cancelled; no hook runs on this path.
+        stop_simulation_of(simulation_id, generation)
+        return Cancelled(message="stopped; the run's own process ended it (no runner did)")
+
+
+def _drive(simulation_id: str, generation: int, options: RunOptions) -> Outcome:
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         register_executor(get_settings().data_dir.resolve(), context.flow_run.id)
@@ -120,7 +147,7 @@ def auto_pilot(
         simulation_id=simulation_id,
         generation=generation,
         generation_started_at=_generation_started_at(),
-        options=options or RunOptions(),
+        options=options,
     )
     _until_done(prepare_simulation, ctx)
     _until_done(start_simulation, ctx)
