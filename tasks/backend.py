@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, task
@@ -21,6 +22,22 @@ _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 # Backend outages are ridden out inside each step; a task-level retry only covers the rest.
 RETRY_DELAYS: list[float] = [2.0, 5.0, 15.0]
+
+
+def happened_since(timestamp: str | None, moment: datetime) -> bool | None:
+    """Whether a backend ISO 8601 timestamp is at or after `moment`; None if unreadable.
+
+    A timestamp without a zone is compared as wall-clock time (both run on one machine's clock).
+    """
+    if not timestamp:
+        return None
+    try:
+        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None or moment.tzinfo is None:
+        return when.replace(tzinfo=None) >= moment.replace(tzinfo=None)
+    return when >= moment
 
 
 def backend_client() -> MultimoClient:

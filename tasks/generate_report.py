@@ -14,9 +14,9 @@ from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import ReportResult, Step, StepContext
 from autopilot.progress_codec import artifact_key
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step
+from tasks.backend import backend_client, checkpointed_step, happened_since
 from tasks.control import RunControl, StepInterrupted
-from tasks.outage import OutageTracker
+from tasks.outage import outage_tracker
 from tasks.progress import ProgressPublisher
 
 REPORT_POLL_SECONDS = 1.0
@@ -25,15 +25,7 @@ _IN_PROGRESS = {"pending", "processing", "running"}
 
 def is_current(report: Report, generation_started_at: datetime) -> bool:
     """A report made before this generation began describes an earlier run."""
-    if not report.created_at:
-        return True
-    try:
-        created = datetime.fromisoformat(report.created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if created.tzinfo is None or generation_started_at.tzinfo is None:
-        return created.replace(tzinfo=None) >= generation_started_at.replace(tzinfo=None)
-    return created >= generation_started_at
+    return happened_since(report.created_at, generation_started_at) is not False
 
 
 def _existing_report(client: MultimoClient, ctx: StepContext) -> Report | None:
@@ -47,15 +39,8 @@ def _await_report(
     client: MultimoClient, ctx: StepContext, report_id: str | None, control: RunControl
 ) -> Report:
     """Poll the report task by simulation id until it completes or fails."""
-    settings = get_settings()
     progress = ProgressPublisher(ctx.simulation_id, Step.GENERATING_REPORT.value)
-    outage = OutageTracker(
-        settings.outage_tolerance
-        if ctx.options.outage_tolerance is None
-        else ctx.options.outage_tolerance,
-        Step.GENERATING_REPORT,
-        base_delay=REPORT_POLL_SECONDS,
-    )
+    outage = outage_tracker(ctx.options, Step.GENERATING_REPORT, base_delay=REPORT_POLL_SECONDS)
     while True:
         try:
             status = client.report_generation_status(ctx.simulation_id)

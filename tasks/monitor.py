@@ -17,7 +17,7 @@ from autopilot.settings import get_settings
 from tasks.backend import backend_client, task_run_name
 from tasks.control import RunControl, StepInterrupted
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
-from tasks.outage import OutageTracker
+from tasks.outage import outage_tracker
 from tasks.progress import ProgressPublisher
 
 
@@ -66,11 +66,7 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
         control.wait(settings.control_check_interval)
         raise StepInterrupted(reason)
     stall = StallDetector(options.stall_timeout or settings.stall_timeout)
-    outage = OutageTracker(
-        settings.outage_tolerance if options.outage_tolerance is None else options.outage_tolerance,
-        Step.MONITORING,
-        base_delay=min(poll_interval, 5.0),
-    )
+    outage = outage_tracker(options, Step.MONITORING, base_delay=min(poll_interval, 5.0))
     progress = ProgressPublisher(ctx.simulation_id, Step.MONITORING.value)
     with backend_client() as client:
         while True:

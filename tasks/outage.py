@@ -6,7 +6,16 @@ import time
 from collections.abc import Callable
 
 from autopilot.errors import BackendUnavailable, StepFailed
-from autopilot.models import Step
+from autopilot.models import RunOptions, Step
+from autopilot.settings import get_settings
+
+
+def outage_tracker(options: RunOptions, step: Step, base_delay: float) -> OutageTracker:
+    """The step's tracker, with the run's tolerance or else the worker's."""
+    tolerance = options.outage_tolerance
+    if tolerance is None:
+        tolerance = get_settings().outage_tolerance
+    return OutageTracker(tolerance, step, base_delay)
 
 
 class OutageTracker:

@@ -11,7 +11,7 @@ from autopilot.models import PrepareResult, Step, StepContext
 from autopilot.settings import get_settings
 from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl, StepInterrupted
-from tasks.outage import OutageTracker
+from tasks.outage import outage_tracker
 from tasks.progress import ProgressPublisher
 
 PREPARE_POLL_SECONDS = 1.0
@@ -40,13 +40,7 @@ def prepare_simulation(ctx: StepContext) -> PrepareResult:
         else:
             logger.info("adopting the preparation already running for %s", ctx.simulation_id)
 
-        outage = OutageTracker(
-            settings.outage_tolerance
-            if ctx.options.outage_tolerance is None
-            else ctx.options.outage_tolerance,
-            Step.PREPARING,
-            base_delay=PREPARE_POLL_SECONDS,
-        )
+        outage = outage_tracker(ctx.options, Step.PREPARING, base_delay=PREPARE_POLL_SECONDS)
         while True:
             try:
                 status = client.prepare_status(ctx.simulation_id, task_id)

@@ -10,7 +10,7 @@ from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
 from autopilot.models import StartResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step
+from tasks.backend import backend_client, checkpointed_step, happened_since
 
 # A runner in one of these states was started by someone: starting again would be a twin.
 _ALREADY_STARTED = {"running", "starting", "paused", "stopping"}
@@ -18,16 +18,7 @@ _ALREADY_STARTED = {"running", "starting", "paused", "stopping"}
 
 def belongs_to_generation(status: RunStatus, generation_started_at: datetime) -> bool:
     """Whether the backend's run was touched after this generation began (so it is ours)."""
-    if not status.updated_at:
-        return False
-    try:
-        updated = datetime.fromisoformat(status.updated_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if updated.tzinfo is None or generation_started_at.tzinfo is None:
-        updated = updated.replace(tzinfo=None)
-        generation_started_at = generation_started_at.replace(tzinfo=None)
-    return updated >= generation_started_at
+    return happened_since(status.updated_at, generation_started_at) is True
 
 
 def needs_start(status: RunStatus, generation_started_at: datetime) -> bool:
