@@ -126,3 +126,21 @@ def run_status_poll_times(simulator_log: Path, simulation_id: str) -> list[float
         if f"/api/simulation/{simulation_id}/run-status" in line and (m := _LOG_TIME.match(line)):
             times.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
     return times
+
+
+def kill_leftover_runs(data_dir: Path) -> None:
+    """Run processes outlive the simulator server: SIGKILL the ones still holding their lock."""
+    import contextlib
+    import sqlite3
+
+    from simulator import runlock
+
+    db = data_dir / "simulator.db"
+    if not db.exists():
+        return
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT simulation_id, pid FROM runs WHERE pid IS NOT NULL").fetchall()
+    for sim_id, pid in rows:
+        if runlock.is_held(data_dir / "sims" / sim_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -20,7 +20,7 @@ import pytest
 
 from autopilot.client import MultimoClient
 from tests.conftest import PREFECT_PORT, SESSION_DIR
-from tests.helpers import free_port, start_simulator, stop_process, wait_until
+from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process, wait_until
 from tests.prefect_stack import REPO_ROOT, Worker, deployment_ready, start_prefect_server
 
 # Timings are injected so a test takes seconds: the defaults are for 72-hour runs.
@@ -90,6 +90,7 @@ def simulator() -> Iterator[tuple[str, Path]]:
     )
     yield f"http://127.0.0.1:{port}", data_dir / f"server-{port}.log"
     stop_process(proc)
+    kill_leftover_runs(data_dir)
 
 
 @pytest.fixture(scope="session")

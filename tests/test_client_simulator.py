@@ -6,10 +6,6 @@ the tests do not depend on each other's order. No mocks: outcomes are what the s
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +17,7 @@ import pytest
 from autopilot.backend_models import PrepareStatus, Report, RunStatus
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, BackendUnavailable, NotFound
-from simulator import runlock
-from tests.helpers import free_port, start_simulator, stop_process, wait_until
+from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process, wait_until
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ROUND_SECONDS = 0.05
@@ -47,19 +42,6 @@ class Backend:
         return dict(response.json()["data"]["counts"])
 
 
-def _kill_leftover_runs(data_dir: Path) -> None:
-    """Run processes outlive the server: SIGKILL the ones still holding their run lock."""
-    db = data_dir / "simulator.db"
-    if not db.exists():
-        return
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute("SELECT simulation_id, pid FROM runs WHERE pid IS NOT NULL").fetchall()
-    for sim_id, pid in rows:
-        if runlock.is_held(data_dir / "sims" / sim_id):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     data_dir = tmp_path_factory.mktemp("client-simulator")
@@ -74,7 +56,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     finally:
         control.close()
         stop_process(proc)
-        _kill_leftover_runs(data_dir)
+        kill_leftover_runs(data_dir)
 
 
 @pytest.fixture

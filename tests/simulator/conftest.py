@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -14,8 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator import runlock
-from tests.helpers import free_port, start_simulator, stop_process, wait_until
+from tests.helpers import (
+    free_port,
+    kill_leftover_runs,
+    start_simulator,
+    stop_process,
+    wait_until,
+)
 
 
 class SimClient:
@@ -93,19 +97,6 @@ def stored_actions(data_dir: Path, sim_id: str) -> list[tuple[Any, ...]]:
             " target_agent_id, content FROM actions WHERE simulation_id = ? ORDER BY id",
             (sim_id,),
         ).fetchall()
-
-
-def kill_leftover_runs(data_dir: Path) -> None:
-    """SIGKILL run processes our tests started that are still alive (they outlive servers)."""
-    db = data_dir / "simulator.db"
-    if not db.exists():
-        return
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute("SELECT simulation_id, pid FROM runs WHERE pid IS NOT NULL").fetchall()
-    for sim_id, pid in rows:
-        if runlock.is_held(data_dir / "sims" / sim_id):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 class ServerHandle:
