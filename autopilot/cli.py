@@ -148,8 +148,13 @@ def chaos_cmd(
     parallel: int = typer.Option(1, min=1, help="Trials running at the same time."),
 ) -> None:
     """Kill processes at random moments; exit 1 on any violated invariant."""
-    from autopilot.chaos import Chaos
+    import signal
 
+    from autopilot.chaos import Chaos
+    from autopilot.demo import raise_interrupt
+
+    # SIGTERM as Ctrl-C: the harness's stack is stopped on the way out either way.
+    signal.signal(signal.SIGTERM, raise_interrupt)
     chosen = [t.strip() for t in targets.split(",") if t.strip()]
     chaos = Chaos(trials, seed, chosen, rounds, parallel=parallel)
     results = chaos.run()

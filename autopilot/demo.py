@@ -19,7 +19,7 @@ DEMO_SIMULATOR = {"round_seconds": 0.5, "prepare_seconds": 2.0, "report_seconds"
 DEMO_WORKER_ENV = {"AUTOPILOT_POLL_INTERVAL": "1", "AUTOPILOT_CONTROL_CHECK_INTERVAL": "0.5"}
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -33,7 +33,7 @@ def run_up(
     """Start the stack and supervise it until Ctrl-C or SIGTERM."""
     settings = settings or get_settings()
     supervisor = Supervisor(settings, own_simulator=with_simulator)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         supervisor.start(on_ready=lambda name: console.print(f"[green]✓[/green] {name} ready"))
         console.print(f"Prefect UI: {_ui_url(supervisor)}")
@@ -73,7 +73,7 @@ def run_demo(console: Console, rounds: int = 24, agents: int = 40) -> dict[str, 
     from autopilot.service import AutopilotService
     from autopilot.watch import watch_status
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         console.print("[bold]Starting the local stack[/bold] (Prefect server, simulator, worker)")
         supervisor.start(on_ready=lambda name: console.print(f"  [green]✓[/green] {name} ready"))

@@ -29,33 +29,60 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Failed, Scheduled
 
 from autopilot.executors import has_executor_record, living_executor
+from autopilot.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 RESTART_STATE_NAME = "AwaitingRestart"
 
 
-async def restart_or_give_up(client: PrefectClient, flow_run_id: UUID, max_restarts: int) -> bool:
-    """Reschedule a crashed run on its own id; True if restarted, False if it was given up."""
+def restart_delay(recent_crashes: int) -> float:
+    """At once after a first death, then 2, 4, 8 … 60 s: a process that died because something
+    it needs is down (the Prefect server restarting) should not start straight into it again."""
+    return 0.0 if recent_crashes <= 1 else float(min(2 ** (recent_crashes - 1), 60))
+
+
+async def restart_or_give_up(
+    client: PrefectClient, flow_run_id: UUID, max_restarts: int, window: float | None = None
+) -> bool:
+    """Reschedule a crashed run on its own id; True if restarted, False if it was given up.
+
+    Only deaths within the last `window` seconds count against `max_restarts`: a run that
+    dies again and again is given up, a 72-hour run that met three unrelated crashes is not.
+    """
+    window = get_settings().crash_window if window is None else window
+    now = datetime.now(UTC)
     history = await client.read_flow_run_states(flow_run_id)
-    crashes = sum(1 for state in history if state.type == StateType.CRASHED)
-    if crashes > max_restarts:
+    crashes = [
+        state
+        for state in history
+        if state.type == StateType.CRASHED
+        and (state.timestamp is None or (now - state.timestamp).total_seconds() <= window)
+    ]
+    if len(crashes) > max_restarts:
         await client.set_flow_run_state(
             flow_run_id,
             Failed(
-                message=f"the run's process died {crashes} times; gave up after "
-                f"{max_restarts} automatic restarts"
+                message=f"the run's process died {len(crashes)} times within {window:.0f}s; "
+                f"gave up after {max_restarts} automatic restarts"
             ),
             force=True,
         )
-        logger.error("flow run %s crashed %s times: giving up", flow_run_id, crashes)
+        logger.error("flow run %s crashed %s times: giving up", flow_run_id, len(crashes))
         return False
+    delay = restart_delay(len(crashes))
     await client.set_flow_run_state(
         flow_run_id,
-        Scheduled(scheduled_time=datetime.now(UTC), name=RESTART_STATE_NAME),
+        Scheduled(scheduled_time=now + timedelta(seconds=delay), name=RESTART_STATE_NAME),
         force=True,
     )
-    logger.warning("flow run %s crashed (%s/%s): restarted", flow_run_id, crashes, max_restarts)
+    logger.warning(
+        "flow run %s crashed (%s/%s): restarting in %.0fs",
+        flow_run_id,
+        len(crashes),
+        max_restarts,
+        delay,
+    )
     return True
 
 

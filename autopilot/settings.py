@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".autopilot")
     result_dir: Path | None = None
     max_crash_restarts: int = Field(default=3, ge=0)
+    # Deaths of a run's process older than this no longer count against max_crash_restarts.
+    crash_window: float = Field(default=900.0, gt=0)
 
     # The deployment the service starts runs of (served by `autopilot worker`).
     deployment_name: str = "auto-pilot/local"

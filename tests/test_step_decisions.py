@@ -139,3 +139,9 @@ def test_progress_description_round_trips():
 
 def test_artifact_key_is_lowercase_dashes():
     assert artifact_key("sim_AB12") == "autopilot-sim-ab12"
+
+
+def test_crashed_runs_restart_at_once_then_with_growing_delays():
+    from autopilot.recovery import restart_delay
+
+    assert [restart_delay(n) for n in (1, 2, 3, 4, 8)] == [0.0, 2.0, 4.0, 8.0, 60.0]
