@@ -11,8 +11,9 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
+import anyio
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -26,7 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.states import Cancelled, Cancelling, State, Suspended
+from prefect.states import Cancelled, Cancelling, State
 from pydantic import BaseModel
 
 from autopilot.api_models import Mode
@@ -196,23 +197,29 @@ class PrefectStore:
 
     async def cancel(self, flow_run_id: UUID, state_type: str) -> None:
         """Cancel a run: through its runner if a process executes it, else directly."""
-        # Only a running process can be killed by a runner; a scheduled, suspended or crashed
-        # run left Cancelling would stay so forever.
-        state: State[Any] = Cancelling() if state_type in {"RUNNING", "CANCELLING"} else Cancelled()
+        # Only a process (running, or being started: pending) can be killed by a runner; a
+        # scheduled, suspended or crashed run left Cancelling would stay so forever.
+        running = {"RUNNING", "CANCELLING", "PENDING"}
+        state: State[Any] = Cancelling() if state_type in running else Cancelled()
         async with prefect() as client:
             await client.set_flow_run_state(flow_run_id, state, force=True)
 
-    async def suspend(self, flow_run_id: UUID, state_type: str) -> None:
-        """Suspend a run: its step yields at the next check; a run not started yet simply
-        waits Suspended (resume reschedules it)."""
+    async def wait_until_running(self, flow_run_id: UUID, timeout: float) -> str:
+        """Wait (bounded) while the run is scheduled or pending; return its state type."""
+        deadline = anyio.current_time() + timeout
+        while True:
+            async with prefect() as client:
+                run = await client.read_flow_run(flow_run_id)
+            state_type = run.state.type.value if run.state else "SCHEDULED"
+            if state_type not in {"SCHEDULED", "PENDING"} or anyio.current_time() > deadline:
+                return state_type
+            await anyio.sleep(0.25)
+
+    async def suspend(self, flow_run_id: UUID) -> None:
+        """Suspend a running run: its step yields at its next check, the process exits."""
         from prefect.flow_runs import asuspend_flow_run
 
-        async with prefect() as client:
-            if state_type in {"SCHEDULED", "PENDING"}:
-                await client.set_flow_run_state(
-                    flow_run_id, Suspended(pause_key=f"autopilot-{uuid4()}"), force=True
-                )
-                return
+        async with prefect():
             try:
                 await asuspend_flow_run(flow_run_id=flow_run_id)
             except RuntimeError as exc:

@@ -227,11 +227,19 @@ class AutopilotService:
             raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
         if latest.state_type == "PAUSED":
             raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
-        if latest.state_type not in {"RUNNING", "SCHEDULED", "PENDING"}:
-            raise Conflict(
-                f"auto-pilot cannot pause while {latest.state_name}", error_code="NOT_ACTIVE"
+        if latest.state_type in {"SCHEDULED", "PENDING"}:
+            # A run the runner is about to start must not have its state forced under it (it
+            # would run anyway, or be lost to the runner): wait until it runs, then suspend.
+            latest.state_type = await self.store.wait_until_running(
+                UUID(latest.flow_run_id), timeout=self.settings.pause_wait
             )
-        await self.store.suspend(UUID(latest.flow_run_id), latest.state_type)
+        if latest.state_type != "RUNNING":
+            raise Conflict(
+                f"auto-pilot cannot pause while {latest.state_name.lower()}; try again when it "
+                "runs",
+                error_code="NOT_ACTIVE",
+            )
+        await self.store.suspend(UUID(latest.flow_run_id))
         status = project(simulation_id, config.mode, config.generation, latest)
         return ControlResult(
             simulation_id=simulation_id,

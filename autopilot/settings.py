@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Deaths of a run's process older than this no longer count against max_crash_restarts.
     crash_window: float = Field(default=900.0, gt=0)
 
+    # How long a pause waits for a just-started run to be running.
+    pause_wait: float = Field(default=20.0, ge=0)
+
     # The deployment the service starts runs of (served by `autopilot worker`).
     deployment_name: str = "auto-pilot/local"
 

@@ -97,17 +97,23 @@ def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State) -> None
         stop_simulation_of(simulation_id, int(flow_run.parameters.get("generation") or 0))
 
 
-def stop_simulation_of(simulation_id: str, generation: int) -> None:
-    """Stop the simulation unless it has moved on to a newer generation (stop, reset, force
-    start): the service stopped it already, and a late stop must not hit the new run."""
+def superseded(simulation_id: str, generation: int) -> bool:
+    """Whether the simulation has moved on to a newer generation (stop, reset, force start)."""
     from prefect.variables import Variable
 
-    from autopilot.errors import AutopilotError
     from autopilot.prefect_store import variable_name
-    from tasks.backend import backend_client
 
     config = Variable.get(variable_name(simulation_id), default=None)
-    if isinstance(config, dict) and int(config.get("generation") or 0) > generation:
+    return isinstance(config, dict) and int(config.get("generation") or 0) > generation
+
+
+def stop_simulation_of(simulation_id: str, generation: int) -> None:
+    """Stop the simulation unless a newer generation owns it: the service stopped it already,
+    and a late stop must not hit the new run."""
+    from autopilot.errors import AutopilotError
+    from tasks.backend import backend_client
+
+    if superseded(simulation_id, generation):
         return
     with backend_client() as client:
         try:
@@ -131,6 +137,10 @@ def auto_pilot(
     # The runner pickles this function by value with only the globals its body names, and
     # Prefect resolves the parameter annotations from those: the body must name RunOptions.
     options = options or RunOptions()
+    if superseded(simulation_id, generation):
+        # A stopped or reset attempt that a runner started anyway (it raced the cancel):
+        # only the current generation may act on the simulation.
+        return Cancelled(message="superseded by a newer generation (stopped or reset)")
     try:
         return _drive(simulation_id, generation, options)
     except RunStopped:
