@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -85,7 +87,16 @@ def create_app(
         if not secrets.compare_digest(supplied.encode(), token.encode()):
             raise AutopilotError("missing or wrong bearer token", error_code="UNAUTHORIZED")
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.store.open()
+        try:
+            yield
+        finally:
+            await service.store.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="multimo auto-pilot",
         description="The seven auto-pilot endpoints of the original system, on Prefect.",
         version="0.1.0",

@@ -60,15 +60,21 @@ def simulation_tag(simulation_id: str) -> str:
 
 
 @asynccontextmanager
-async def prefect() -> AsyncIterator[PrefectClient]:
-    """A Prefect client whose connection failures surface as `PrefectUnavailable`."""
+async def unavailable_as_error() -> AsyncIterator[None]:
+    """Prefect connection failures and 5xx surface as `PrefectUnavailable`."""
     try:
-        async with get_client() as client:
-            yield client
+        yield
     except (httpx.TransportError, PrefectHTTPStatusError) as exc:
         if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500:
             raise
         raise PrefectUnavailable(f"the Prefect API is unreachable: {type(exc).__name__}") from exc
+
+
+@asynccontextmanager
+async def prefect() -> AsyncIterator[PrefectClient]:
+    """A fresh Prefect client whose failures surface as `PrefectUnavailable`."""
+    async with unavailable_as_error(), get_client() as client:
+        yield client
 
 
 def _snapshot(run: FlowRun) -> RunSnapshot:
@@ -92,11 +98,35 @@ class PrefectStore:
 
     def __init__(self, deployment_name: str) -> None:
         self.deployment_name = deployment_name
+        # A long-lived process (the shim) keeps one client: opening one costs ~25 ms here,
+        # more than a request on it.
+        self._client: PrefectClient | None = None
+
+    async def open(self) -> None:
+        """Keep one Prefect client open until `close()`."""
+        if self._client is None:
+            client = get_client()
+            await client.__aenter__()
+            self._client = client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    @asynccontextmanager
+    async def _api(self) -> AsyncIterator[PrefectClient]:
+        if self._client is None:
+            async with self._api() as client:
+                yield client
+            return
+        async with unavailable_as_error():
+            yield self._client
 
     # -- the per-simulation variable -------------------------------------------------
 
     async def read_config_or_none(self, name: str) -> SimulationConfig | None:
-        async with prefect() as client:
+        async with self._api() as client:
             variable = await client.read_variable_by_name(name)
         if variable is None or not isinstance(variable.value, dict):
             return None
@@ -115,7 +145,7 @@ class PrefectStore:
 
     async def runs(self, simulation_id: str) -> list[RunSnapshot]:
         """The simulation's runs, newest first (by generation, then creation)."""
-        async with prefect() as client:
+        async with self._api() as client:
             found = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     tags=FlowRunFilterTags(all_=[simulation_tag(simulation_id)])
@@ -133,7 +163,7 @@ class PrefectStore:
         if not runs:
             return None
         latest = runs[0]
-        async with prefect() as client:
+        async with self._api() as client:
             await self._load_details(client, latest)
         return latest
 
@@ -176,7 +206,7 @@ class PrefectStore:
 
     async def create_run(self, simulation_id: str, generation: int, key: str) -> RunSnapshot:
         """Create (or, for a used key, get back) the flow run of this attempt."""
-        async with prefect() as client:
+        async with self._api() as client:
             try:
                 deployment = await client.read_deployment_by_name(self.deployment_name)
             except ObjectNotFound:
@@ -201,14 +231,14 @@ class PrefectStore:
         # scheduled, suspended or crashed run left Cancelling would stay so forever.
         running = {"RUNNING", "CANCELLING", "PENDING"}
         state: State[Any] = Cancelling() if state_type in running else Cancelled()
-        async with prefect() as client:
+        async with self._api() as client:
             await client.set_flow_run_state(flow_run_id, state, force=True)
 
     async def wait_until_running(self, flow_run_id: UUID, timeout: float) -> str:
         """Wait (bounded) while the run is scheduled or pending; return its state type."""
         deadline = anyio.current_time() + timeout
         while True:
-            async with prefect() as client:
+            async with self._api() as client:
                 run = await client.read_flow_run(flow_run_id)
             state_type = run.state.type.value if run.state else "SCHEDULED"
             if state_type not in {"SCHEDULED", "PENDING"} or anyio.current_time() > deadline:

@@ -1,0 +1,247 @@
+"""Shared by the stack benchmarks: a Prefect server on a chosen database, a throwaway
+PostgreSQL cluster, process memory from /proc, percentiles, and a leftover-process sweep.
+
+Imports nothing from Prefect: the scripts set PREFECT_* variables before Prefect is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.helpers import wait_until  # noqa: E402
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def proc_status_kb(pid: int, field: str = "VmRSS") -> int | None:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, ...), None if the pid is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def pss_kb(pid: int) -> int | None:
+    """Proportional set size (shared pages divided among their users), from smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def start_prefect_server_with(
+    home: Path, port: int, log_path: Path, database_url: str
+) -> subprocess.Popen[bytes]:
+    """`prefect server start` as tests/prefect_stack.py starts it, on `database_url`."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api/health"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=180, interval=0.25, message="prefect server health")
+    if proc.poll() is not None:
+        raise RuntimeError(f"prefect server exited: see {log_path}")
+    return proc
+
+
+def stop_group(proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    """SIGTERM the process group of a process we started in its own session; then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster in a temporary directory, run as the `postgres` user."""
+
+    bin_dir: Path
+    data_dir: Path
+    port: int
+    user: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/prefect"
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "stop", "-m", "fast")
+        except (subprocess.SubprocessError, OSError) as exc:
+            print(f"warning: pg_ctl stop failed: {exc}")
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def find_pg_bin() -> Path | None:
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True):
+        return Path(candidate).parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def start_postgres(port: int) -> Postgres:
+    """initdb + pg_ctl start on 127.0.0.1:`port` (trust auth, loopback only) + createdb."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("no initdb found (looked in /usr/lib/postgresql/*/bin and PATH)")
+    user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    # Not under a 0700 root-owned mkdtemp: the postgres user must reach it.
+    root = Path(f"/tmp/autopilot-bench-pg-{os.getpid()}-{port}")
+    root.mkdir(mode=0o755)
+    data_dir, socket_dir = root / "data", root / "socket"
+    socket_dir.mkdir()
+    if os.geteuid() == 0:
+        info = pwd.getpwnam(user)
+        for path in (root, socket_dir):
+            os.chown(path, info.pw_uid, info.pw_gid)
+    pg = Postgres(bin_dir, data_dir, port, user)
+    try:
+        pg._run(str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
+                "--auth=trust", "-E", "UTF8", "--no-instructions")  # fmt: skip
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir}"
+            " -c max_connections=200 -c shared_buffers=256MB -c fsync=on"
+        )
+        pg._run(str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options,
+                "-l", str(root / "postgres.log"), "-w", "-t", "60", "start")  # fmt: skip
+        pg._run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                "prefect")  # fmt: skip
+    except BaseException:
+        pg.stop()
+        raise
+    return pg
+
+
+def pids_mentioning(marker: str) -> list[int]:
+    """Pids (not ours) whose command line or environment contains `marker` (a unique temp
+    path of this run): the leftovers of processes we started, e.g. simulator run processes
+    that live in their own session, or flow processes of a killed worker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            text = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in text:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_leftovers(marker: str, grace: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL, each leftover pid by pid; returns the pids found."""
+    pids = pids_mentioning(marker)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def wait_for_deployment(worker: Any, log_path: Path, timeout: float = 180) -> None:
+    """Wait until the worker registered the deployment; a worker that died on start-up
+    (seen once here: "All connection attempts failed" right after the server was healthy)
+    is restarted at most twice, with a note."""
+    from tests.prefect_stack import deployment_ready
+
+    restarts = 0
+
+    def ready() -> bool:
+        nonlocal restarts
+        if not worker.alive():
+            if restarts >= 2:
+                raise RuntimeError(f"the worker keeps dying: see {log_path}")
+            restarts += 1
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            print(f"note: the worker exited on start-up ({tail}); restarting it")
+            worker.start()
+            return False
+        return deployment_ready()
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no deployment after {timeout}s: see {log_path}")
+        time.sleep(0.5)
+
+
+def code_version() -> str:
+    """The commit measured, and whether the project's code differed from it (others may be
+    editing the tree while a benchmark runs: every process loads the code at its start)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "autopilot", "flows", "tasks", "deployments",
+             "simulator"],
+            cwd=REPO, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        return "unknown"
+    return f"{head}{' + uncommitted changes' if dirty else ''}"

@@ -1,0 +1,343 @@
+"""Latency of `POST /api/simulation/auto-pilot/status` with N auto-pilots actively monitoring.
+
+Starts its own Prefect server (SQLite by default, or a throwaway PostgreSQL 15 cluster with
+--db postgres), bundled simulator, serving worker and REST shim, all on free 127.0.0.1 ports.
+Creates N long simulations (default 1000 rounds at 0.2 s each), sets each to `auto` and starts
+it through the shim, waits until every one reports current_step "monitoring", then times
+--calls status requests round-robin over the N with one keep-alive httpx client (after a
+warm-up). Then times the same service call in-process (`AutopilotService.status`, no HTTP
+shim) and the Prefect reads it is made of. The worker runs with the product defaults: runner
+poll 2 s, monitor poll 30 s, control check 1 s (one flow-run read per second per active run).
+
+    .venv/bin/python benchmarks/status_latency.py [--active 10] [--calls 500]
+    .venv/bin/python benchmarks/status_latency.py --db postgres --active 100 --round-seconds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-status-"))
+from benchmarks.bench_support import (  # noqa: E402
+    Postgres,
+    code_version,
+    kill_leftovers,
+    percentile,
+    start_postgres,
+    start_prefect_server_with,
+    stop_group,
+    wait_for_deployment,
+)
+
+# Imported before our environment is set: tests.stack_fixtures imports tests.conftest, which
+# rewrites PREFECT_API_URL, PREFECT_HOME, ... for a test session and makes a temp dir.
+from tests.conftest import SESSION_DIR as _TEST_SESSION_DIR  # noqa: E402
+from tests.helpers import free_port, start_simulator, stop_process  # noqa: E402
+from tests.stack_fixtures import start_shim  # noqa: E402
+
+PREFECT_PORT = free_port()
+SIM_PORT = free_port()
+os.environ.update(
+    {
+        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+        "PREFECT_HOME": str(WORK / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(WORK / "results"),
+        "AUTOPILOT_DATA_DIR": str(WORK / "data"),
+        "AUTOPILOT_BACKEND_URL": f"http://127.0.0.1:{SIM_PORT}",
+    }
+)
+for _name in list(os.environ):
+    if _name.startswith("AUTOPILOT_") and _name not in {
+        "AUTOPILOT_DATA_DIR",
+        "AUTOPILOT_BACKEND_URL",
+    }:
+        del os.environ[_name]
+
+import anyio  # noqa: E402
+import httpx  # noqa: E402
+
+from autopilot.client import MultimoClient  # noqa: E402
+from autopilot.executors import living_executor  # noqa: E402
+from tests.prefect_stack import Worker  # noqa: E402
+
+PREFIX = "/api/simulation/auto-pilot"
+
+
+def stats_ms(samples: list[float]) -> str:
+    ordered = sorted(s * 1000 for s in samples)
+    return (
+        f"{percentile(ordered, 50):8.2f}{percentile(ordered, 99):8.2f}"
+        f"{statistics.fmean(ordered):8.2f}{ordered[-1]:9.2f}"
+    )
+
+
+def step_counts() -> dict[str, int]:
+    """Task runs now RUNNING by step, and flow runs FAILED or CRASHED (one query each)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+
+    with get_client(sync_client=True) as client:
+        running = client.read_task_runs(
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=["RUNNING"]))
+            ),
+            limit=200,  # the API maximum
+        )
+        ended = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["FAILED", "CRASHED"]))
+            ),
+            limit=200,  # the API maximum
+        )
+    counts = Counter(run.name.split("-")[0] for run in running)
+    counts.update(run.state.type.value for run in ended if run.state)
+    return dict(counts)
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """utime + stime of every process in a session (the Prefect server and its children)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def post(client: httpx.Client, endpoint: str, **body: Any) -> dict[str, Any]:
+    response = client.post(f"{PREFIX}/{endpoint}", json=body)
+    payload = response.json()
+    if response.status_code != 200 or not payload.get("success"):
+        raise RuntimeError(f"{endpoint} {body}: {response.status_code} {payload}")
+    return dict(payload["data"])
+
+
+def time_http(
+    client: httpx.Client, sims: list[str], calls: int, budget: float
+) -> tuple[list[float], int]:
+    samples, not_monitoring = [], 0
+    deadline = time.monotonic() + budget
+    for i in range(calls):
+        if time.monotonic() > deadline:
+            print(f"time budget of {budget:.0f}s spent after {i} calls")
+            break
+        sim = sims[i % len(sims)]
+        t0 = time.perf_counter()
+        response = client.post(f"{PREFIX}/status", json={"simulation_id": sim})
+        samples.append(time.perf_counter() - t0)
+        data = response.json()["data"]
+        not_monitoring += data.get("current_step") != "monitoring"
+    return samples, not_monitoring
+
+
+def time_in_process(sims: list[str], calls: int, budget: float) -> dict[str, list[float]]:
+    """The service call without HTTP, and the Prefect reads it is made of."""
+    from prefect.client.orchestration import get_client
+
+    from autopilot.service import AutopilotService, variable_name
+    from autopilot.settings import Settings
+
+    service = AutopilotService(Settings())
+    store = service.store
+
+    async def open_close(_: str) -> None:
+        async with get_client():
+            pass
+
+    async def measure() -> None:
+        async with get_client() as reused:
+            parts: dict[str, Callable[[str], Awaitable[Any]]] = {
+                "service.status (whole)": service.status,
+                "  read variable": lambda s: store.read_config_or_none(variable_name(s)),
+                "  runs (flow runs by tag)": store.runs,
+                "  latest_run (runs + task runs + artifact)": store.latest_run,
+                "get_client() open + close, no request": open_close,
+                "read variable on one reused client": lambda s: reused.read_variable_by_name(
+                    variable_name(s)
+                ),
+            }
+            for name in parts:
+                results[name] = []
+            for sim in sims:  # warm-up
+                await service.status(sim)
+            deadline = time.monotonic() + budget
+            for i in range(calls):
+                if time.monotonic() > deadline:
+                    print(f"time budget of {budget:.0f}s spent after {i} in-process rounds")
+                    break
+                sim = sims[i % len(sims)]
+                for name, call in parts.items():
+                    t0 = time.perf_counter()
+                    await call(sim)
+                    results[name].append(time.perf_counter() - t0)
+
+    results: dict[str, list[float]] = {}
+    anyio.run(measure)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--active", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--in-process-calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--round-seconds", type=float, default=0.2)
+    parser.add_argument("--ready-timeout", type=float, default=900)
+    parser.add_argument(
+        "--budget", type=float, default=300, help="max seconds per timed phase (HTTP, in-process)"
+    )
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    pg: Postgres | None = None
+    prefect = simulator = shim = None
+    worker = Worker({**os.environ}, WORK / "worker.log", poll_seconds=2)
+    sims: list[str] = []
+    backend: MultimoClient | None = None
+    output: list[str] = []
+    succeeded = False
+    try:
+        if args.db == "postgres":
+            pg = start_postgres(free_port())
+            db_url = pg.url
+        else:
+            db_url = f"sqlite+aiosqlite:///{WORK / 'prefect' / 'prefect.db'}"
+        t0 = time.monotonic()
+        prefect = start_prefect_server_with(
+            WORK / "prefect", PREFECT_PORT, WORK / "prefect.log", db_url
+        )
+        print(
+            f"code {code_version()}; prefect server ({args.db}) healthy in"
+            f" {time.monotonic() - t0:.1f}s"
+        )
+        simulator = start_simulator(
+            WORK / "sim",
+            SIM_PORT,
+            round_seconds=args.round_seconds,
+            prepare_seconds=0.5,
+            report_seconds=0.5,
+        )
+        worker.start()
+        wait_for_deployment(worker, WORK / "worker.log")
+        shim, shim_url = start_shim({**os.environ}, WORK / "shim.log")
+        backend = MultimoClient(os.environ["AUTOPILOT_BACKEND_URL"])
+        with httpx.Client(base_url=shim_url, timeout=httpx.Timeout(120, connect=10)) as client:
+            t0 = time.monotonic()
+            for _ in range(args.active):
+                sim = backend.create_simulation(
+                    agents=20,
+                    total_simulation_hours=args.rounds,
+                    minutes_per_round=60,
+                    round_seconds=args.round_seconds,
+                )
+                sims.append(sim)
+                post(client, "config", simulation_id=sim, mode="auto")
+                post(client, "start", simulation_id=sim)
+            print(
+                f"{args.active} auto-pilots configured and started in {time.monotonic() - t0:.1f}s"
+            )
+
+            # One Prefect query per check (N status calls per check would load the box).
+            deadline = time.monotonic() + args.ready_timeout
+            while (counts := step_counts()).get("monitoring", 0) < len(sims):
+                if counts.get("FAILED") or counts.get("CRASHED"):
+                    raise RuntimeError(f"auto-pilot(s) failed or crashed: {counts}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not all monitoring after {args.ready_timeout}s: {counts}")
+                print(f"  {time.monotonic() - t0:6.0f}s: running task runs {counts}")
+                time.sleep(10)
+            answers = [post(client, "status", simulation_id=s)["current_step"] for s in sims]
+            if set(answers) != {"monitoring"}:
+                raise RuntimeError(f"the shim disagrees: {Counter(answers)}")
+            ready_s = time.monotonic() - t0
+            print(f"all {args.active} monitoring {ready_s:.0f}s after the first start")
+            for i in range(min(50, args.calls)):  # warm-up: connection, code paths
+                post(client, "status", simulation_id=sims[i % len(sims)])
+            t0 = time.monotonic()
+            cpu0 = session_cpu_seconds(prefect.pid)
+            http_samples, not_monitoring = time_http(client, sims, args.calls, args.budget)
+            http_wall = time.monotonic() - t0
+            server_cpu = (session_cpu_seconds(prefect.pid) - cpu0) / http_wall
+            load = os.getloadavg()[0]
+        in_process = time_in_process(sims, args.in_process_calls, args.budget)
+        executors = sum(
+            living_executor(WORK / "data", p.stem) is not None
+            for p in (WORK / "data" / "executors").glob("*.json")
+        )
+        rounds = [backend.run_status(s).current_round for s in sims]
+
+        output.append(
+            f"\n{args.db}: {args.active} active auto-pilots ({executors} flow processes alive at"
+            f" the end; simulations at rounds {min(rounds)}..{max(rounds)} of {args.rounds}),"
+            f" round {args.round_seconds}s"
+        )
+        output.append(f"{'':<46}{'p50 ms':>8}{'p99 ms':>8}{'mean':>8}{'max':>9}")
+        output.append(
+            f"{f'POST /status via shim ({len(http_samples)} calls)':<46}{stats_ms(http_samples)}"
+        )
+        output.append(
+            f"  ({http_wall:.1f}s wall, {len(http_samples) / http_wall:.0f} req/s;"
+            f" {not_monitoring} answers not 'monitoring'; Prefect server CPU {server_cpu:.0%}"
+            f" of one core meanwhile, load average {load:.1f} on {os.cpu_count()} cores)"
+        )
+        for name, samples in in_process.items():
+            label = f"{name} ({len(samples)})" if name.startswith("service") else name
+            output.append(f"{label:<46}{stats_ms(samples)}")
+        succeeded = True
+    finally:
+        if backend is not None:
+            for sim in sims:
+                with contextlib.suppress(Exception):
+                    backend.stop(sim)
+            backend.close()
+        if shim is not None:
+            stop_process(shim)
+        worker.stop()
+        if simulator is not None:
+            stop_process(simulator)
+        stop_group(prefect)
+        if pg is not None:
+            pg.stop()
+        leftovers = kill_leftovers(str(WORK))
+        if leftovers:
+            print(f"killed {len(leftovers)} leftover process(es) of this run: {leftovers}")
+        shutil.rmtree(_TEST_SESSION_DIR, ignore_errors=True)
+        if succeeded:
+            shutil.rmtree(WORK, ignore_errors=True)
+        else:
+            print(f"logs kept in {WORK}")
+    print("\n".join(output))
+
+
+if __name__ == "__main__":
+    main()
