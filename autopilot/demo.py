@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -51,6 +52,8 @@ def _use_stack_environment(supervisor: Supervisor) -> None:
     """Point this process's Prefect client and settings at the supervised stack."""
     for key in ("PREFECT_API_URL", "PREFECT_HOME", "AUTOPILOT_DATA_DIR"):
         os.environ[key] = supervisor.env[key]
+    # Prefect creates its home when first imported: give it a directory that exists.
+    Path(supervisor.env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     get_settings.cache_clear()
 
 

@@ -33,8 +33,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # A restarted server first settles what the previous one left behind: background
         # tasks died with it, run processes may or may not have.
-        prepare.recover(store)
-        report_task.recover(store)
+        prepare.recover(store, prepare_seconds)
+        report_task.recover(store, report_seconds)
         ctx.runs.recover()
         yield
 

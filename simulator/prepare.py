@@ -110,21 +110,21 @@ def status(store: Store, simulation_id: str, task_id: str | None) -> dict[str, A
     }
 
 
-def recover(store: Store) -> None:
-    """Threads do not survive a server restart: their tasks are failed, not left hanging."""
-    with store.write() as conn:
-        now = now_iso()
-        conn.execute(
-            "UPDATE prepare_tasks SET status = 'failed', error = 'interrupted by simulator"
-            " restart', message = 'Interrupted', updated_at = ?"
-            " WHERE status IN ('pending', 'processing')",
-            (now,),
-        )
-        conn.execute(
-            "UPDATE simulations SET status = 'created', updated_at = ?"
-            " WHERE status = 'preparing' AND prepared = 0",
-            (now,),
-        )
+def recover(store: Store, prepare_seconds: float) -> None:
+    """Threads do not survive a server restart: an interrupted preparation starts over under
+    its own task id (building is deterministic from the seed), as a restarted run continues."""
+    with store.read() as conn:
+        rows = conn.execute(
+            "SELECT simulation_id, task_id FROM prepare_tasks"
+            " WHERE status IN ('pending', 'processing')"
+        ).fetchall()
+    for row in rows:
+        log.info("%s: resuming preparation %s", row["simulation_id"], row["task_id"])
+        threading.Thread(
+            target=_work,
+            args=(store, row["simulation_id"], row["task_id"], prepare_seconds),
+            daemon=True,
+        ).start()
 
 
 def _update(store: Store, task_id: str, **fields: Any) -> None:

@@ -130,12 +130,19 @@ def list_reports(store: Store, simulation_id: str | None) -> list[dict[str, Any]
     return [report_view(dict(r)) for r in rows]
 
 
-def recover(store: Store) -> None:
-    with store.write() as conn:
-        conn.execute(
-            "UPDATE reports SET status = 'failed', error = 'interrupted by simulator restart',"
-            " message = 'Interrupted' WHERE status IN ('pending', 'processing')"
-        )
+def recover(store: Store, report_seconds: float) -> None:
+    """An interrupted report is generated again under its own id (from the stored actions)."""
+    with store.read() as conn:
+        rows = conn.execute(
+            "SELECT simulation_id, report_id FROM reports WHERE status IN ('pending', 'processing')"
+        ).fetchall()
+    for row in rows:
+        log.info("%s: resuming report %s", row["simulation_id"], row["report_id"])
+        threading.Thread(
+            target=_work,
+            args=(store, row["simulation_id"], row["report_id"], report_seconds),
+            daemon=True,
+        ).start()
 
 
 def _set(store: Store, report_id: str, **fields: Any) -> None:

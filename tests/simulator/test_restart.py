@@ -92,3 +92,40 @@ def test_dead_run_is_resumed_by_restarted_server(server_factory: Any, sim: SimCl
     # run holds exactly what an uninterrupted run with the same seed produces.
     assert stored_actions(handle.data_dir, sim_id) == _reference_actions(sim)
     assert final["total_actions_count"] == len(stored_actions(handle.data_dir, sim_id))
+
+
+def test_preparation_and_report_interrupted_by_a_restart_carry_on(server_factory: Any) -> None:
+    handle = server_factory(prepare_seconds=3.0, report_seconds=3.0)
+    client = handle.start()
+    sim_id = client.create(agents=10, total_simulation_hours=2)
+    task_id = client.data(client.post("/api/simulation/prepare", {"simulation_id": sim_id}))[
+        "task_id"
+    ]
+    handle.kill()  # mid-preparation
+    handle.start()
+    wait_until(
+        lambda: (
+            client.data(
+                client.post(
+                    "/api/simulation/prepare/status", {"simulation_id": sim_id, "task_id": task_id}
+                )
+            )["status"]
+            == "completed"
+        ),
+        timeout=20,
+        message="the same preparation task completed",
+    )
+    client.data(client.post("/api/simulation/start", {"simulation_id": sim_id}))
+    client.wait_run(sim_id)
+    report_id = client.data(client.post("/api/report/generate", {"simulation_id": sim_id}))[
+        "report_id"
+    ]
+    handle.kill()  # mid-report
+    handle.start()
+    wait_until(
+        lambda: client.data(client.get(f"/api/report/{report_id}"))["status"] == "completed",
+        timeout=20,
+        message="the same report completed",
+    )
+    counts = client.ledger_counts(sim_id)
+    assert (counts["prepare"], counts["start"], counts["report"]) == (1, 1, 1)
