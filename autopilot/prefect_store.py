@@ -117,7 +117,7 @@ class PrefectStore:
     @asynccontextmanager
     async def _api(self) -> AsyncIterator[PrefectClient]:
         if self._client is None:
-            async with self._api() as client:
+            async with prefect() as client:
                 yield client
             return
         async with unavailable_as_error():
