@@ -149,6 +149,16 @@ class Chaos:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
 
+    def _ledger(self, simulation_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The simulator's ledger; waits while the simulator is down (it may just have been
+        killed), so a dead simulator never reads as "nothing happened"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ledger = self._backend_get("/api/sim/ledger", simulation_id=simulation_id)
+            if ledger is not None or time.monotonic() > deadline:
+                return ledger or {}
+            time.sleep(0.2)
+
     def _create_simulation(self, number: int) -> str:
         deadline = time.monotonic() + 60
         while True:
@@ -246,7 +256,7 @@ class Chaos:
             time.sleep(0.25)
         trial.duration = time.monotonic() - started
         trial.final_status = str(status.get("status") or "")
-        ledger = self._backend_get("/api/sim/ledger", simulation_id=sim) or {}
+        ledger = self._ledger(sim)
         trial.violations = check_invariants(ledger.get("counts") or {}, trial.final_status, rounds)
         return trial
 
