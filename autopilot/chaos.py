@@ -34,6 +34,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from autopilot.errors import InvalidInput
 from autopilot.settings import Settings
 from autopilot.supervisor import Supervisor
 
@@ -100,7 +101,9 @@ class Chaos:
     ) -> None:
         unknown = set(targets) - set(TARGETS) - set(INJECTIONS)
         if unknown:
-            raise ValueError(f"unknown targets {sorted(unknown)}; known: {TARGETS + INJECTIONS}")
+            raise InvalidInput(
+                f"unknown targets {sorted(unknown)}; known: {', '.join(TARGETS + INJECTIONS)}"
+            )
         self.trials = trials
         self.rng = random.Random(seed)
         self.targets = targets

@@ -210,7 +210,10 @@ def main() -> None:
     """Console-script entry."""
     ensure_prefect_api_url()
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of `typer.Exit`.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except AutopilotError as exc:
         err_console.print(f"[red]error[/red] ({exc.error_code}): {exc.message}")
         sys.exit(1)
