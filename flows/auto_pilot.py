@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from prefect import flow
 from prefect.client.schemas.objects import Flow, FlowRun
@@ -29,8 +29,6 @@ from tasks.prepare import prepare_simulation
 from tasks.start import start_simulation
 
 logger = logging.getLogger(__name__)
-
-R = TypeVar("R")
 
 
 class RunStopped(Exception):
