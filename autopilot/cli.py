@@ -176,7 +176,7 @@ def api_cmd() -> None:
 @app.command("worker")
 def worker_cmd(
     name: str = typer.Option("local", help="Deployment name: auto-pilot/<name>."),
-    poll_seconds: float = typer.Option(2.0, help="How often the runner looks for work."),
+    poll_seconds: float = typer.Option(1.0, help="How often the runner looks for work."),
 ) -> None:
     """Serve the auto-pilot deployment and recover crashed runs."""
     from deployments.serve import main as serve_main

@@ -57,8 +57,8 @@ async def _sweep(deployment_id: UUID, every: float, max_restarts: int, data_dir:
 
 async def serve(
     name: str = DEFAULT_DEPLOYMENT_NAME,
-    poll_seconds: float = 2.0,
-    heartbeat_seconds: int = 30,
+    poll_seconds: float = 1.0,
+    heartbeat_seconds: int = 0,
     sweep_seconds: float = 15.0,
 ) -> None:
     """Register the deployment, recover orphans, then run the runner and the sweep."""
@@ -73,7 +73,9 @@ async def serve(
     runner = Runner(
         name=f"autopilot-{name}",
         query_seconds=poll_seconds,
-        heartbeat_seconds=heartbeat_seconds,
+        # Off by default: recovery here uses the executor registry, not heartbeats, and each
+        # heartbeat is a stored event (8,640 per 72 h at 30 s) plus ~1 s joined at flow end.
+        heartbeat_seconds=heartbeat_seconds or None,
         limit=None,
     )
     deployment_id = await runner.aadd_flow(auto_pilot, name=name)
@@ -99,8 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry: serve until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default=DEFAULT_DEPLOYMENT_NAME)
-    parser.add_argument("--poll-seconds", type=float, default=2.0)
-    parser.add_argument("--heartbeat-seconds", type=int, default=30)
+    parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=int,
+        default=0,
+        help="flow-run heartbeat events (min 30), for Prefect automations on multi-host "
+        "pools; 0 = off",
+    )
     parser.add_argument("--sweep-seconds", type=float, default=15.0)
     args = parser.parse_args(argv)
     ensure_prefect_api_url()
