@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -91,7 +92,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.store.open()
         try:
-            yield
+            async with anyio.create_task_group() as group:
+                if settings.status_cache:
+                    await service.start_status_cache(group)
+                yield
+                group.cancel_scope.cancel()
         finally:
             await service.store.close()
 
@@ -134,8 +139,16 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        """Liveness of the shim itself."""
-        return ok({"status": "ok"})
+        """Liveness of the shim itself, and whether status answers from memory."""
+        cache = service.status_cache
+        return ok(
+            {
+                "status": "ok",
+                "status_cache": None
+                if cache is None
+                else {"healthy": cache.healthy, "hits": cache.hits, "loads": cache.loads},
+            }
+        )
 
     @app.post(f"{PREFIX}/config", dependencies=guarded)
     async def config(body: ConfigRequest) -> dict[str, Any]:

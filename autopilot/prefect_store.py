@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterFlowRunId,
+    ArtifactCollectionFilterType,
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterType,
@@ -35,8 +39,20 @@ from autopilot.errors import Conflict, PrefectUnavailable
 from autopilot.progress_codec import decode_description
 from autopilot.status_projection import ProgressRecord, RunSnapshot, StepRecord
 
+A = TypeVar("A")
+B = TypeVar("B")
+
 SIMULATION_TAG = "autopilot-sim:"
 RUN_HISTORY_LIMIT = 50
+
+# The events that can change a status: run and step states, new progress artifacts, the
+# per-simulation variable. (Progress *updates* emit no event in Prefect 3.9: they are polled.)
+STATUS_EVENT_PREFIXES = [
+    "prefect.flow-run.",
+    "prefect.task-run.",
+    "prefect.artifact-collection.",
+    "prefect.variable.",
+]
 
 
 class SimulationConfig(BaseModel):
@@ -59,6 +75,25 @@ def simulation_tag(simulation_id: str) -> str:
     return f"{SIMULATION_TAG}{simulation_id}"
 
 
+class ConnectionRefused(httpx.TransportError):
+    """The Prefect server refused the connection: it is down (or restarting)."""
+
+
+class FailFastTransport(httpx.AsyncHTTPTransport):
+    """Turns a refused connection into an error Prefect's client does not retry.
+
+    Once a client has connected, Prefect retries refused connections with back-off for
+    about a minute (2+4+8+16+32 s): right for a flow run, wrong for a shim request that
+    should answer 503 now. Busy answers (503, 429) are still retried as Prefect does.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectError as exc:
+            raise ConnectionRefused(str(exc), request=request) from exc
+
+
 @asynccontextmanager
 async def unavailable_as_error() -> AsyncIterator[None]:
     """Prefect connection failures and 5xx surface as `PrefectUnavailable`."""
@@ -75,6 +110,63 @@ async def prefect() -> AsyncIterator[PrefectClient]:
     """A fresh Prefect client whose failures surface as `PrefectUnavailable`."""
     async with unavailable_as_error(), get_client() as client:
         yield client
+
+
+@dataclass(frozen=True)
+class ChangeRefs:
+    """What one Prefect event touched, in the terms the status cache keys on."""
+
+    simulation_ids: frozenset[str]
+    flow_run_ids: frozenset[str]
+    variable_names: frozenset[str]
+
+
+def _change_refs(event: Any) -> ChangeRefs:
+    simulation_ids, flow_run_ids, names = set(), set(), set()
+    for resource in [event.resource, *event.related]:
+        rid = resource.id
+        if rid.startswith("prefect.tag." + SIMULATION_TAG):
+            simulation_ids.add(rid.removeprefix("prefect.tag." + SIMULATION_TAG))
+        elif rid.startswith("prefect.flow-run."):
+            flow_run_ids.add(rid.removeprefix("prefect.flow-run."))
+    if event.event.startswith("prefect.variable.") and event.resource.name:
+        names.add(event.resource.name)
+    return ChangeRefs(frozenset(simulation_ids), frozenset(flow_run_ids), frozenset(names))
+
+
+def _progress_record(artifact: Any) -> ProgressRecord:
+    """A progress artifact (or its collection row) as the projection needs it."""
+    decoded = decode_description(artifact.description) or {}
+    data: Any = artifact.data
+    return ProgressRecord(
+        percent=int(float(data or 0)),
+        step=decoded.get("step"),
+        detail=decoded.get("detail") or {},
+        summary=(artifact.description or "").split("\n", 1)[0],
+        updated=artifact.updated,
+    )
+
+
+async def both(
+    first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]
+) -> tuple[A, B]:
+    """Two calls at once; the first error is raised as itself (not as an exception group,
+    which the shim's error handlers would not recognise)."""
+    results: list[Any] = [None, None]
+    errors: list[Exception] = []
+
+    async def run(index: int, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            results[index] = await call()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, 0, first)
+        group.start_soon(run, 1, second)
+    if errors:
+        raise errors[0]
+    return results[0], results[1]
 
 
 def _snapshot(run: FlowRun) -> RunSnapshot:
@@ -105,7 +197,7 @@ class PrefectStore:
     async def open(self) -> None:
         """Keep one Prefect client open until `close()`."""
         if self._client is None:
-            client = get_client()
+            client = get_client(httpx_settings={"transport": FailFastTransport()})
             await client.__aenter__()
             self._client = client
 
@@ -169,9 +261,19 @@ class PrefectStore:
 
     async def _load_details(self, client: PrefectClient, run: RunSnapshot) -> None:
         flow_run_id = UUID(run.flow_run_id)
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+        task_runs, artifacts = await both(
+            lambda: client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            ),
+            lambda: client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                    type=ArtifactFilterType(any_=["progress"]),
+                ),
+                sort=ArtifactSort.UPDATED_DESC,
+                limit=1,
+            ),
         )
         run.steps = [
             StepRecord(
@@ -184,25 +286,63 @@ class PrefectStore:
             )
             for task_run in task_runs
         ]
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-                type=ArtifactFilterType(any_=["progress"]),
-            ),
-            sort=ArtifactSort.UPDATED_DESC,
-            limit=1,
-        )
         if artifacts:
-            artifact = artifacts[0]
-            decoded = decode_description(artifact.description) or {}
-            data: Any = artifact.data
-            run.progress = ProgressRecord(
-                percent=int(float(data or 0)),
-                step=decoded.get("step"),
-                detail=decoded.get("detail") or {},
-                summary=(artifact.description or "").split("\n", 1)[0],
-                updated=artifact.updated,
+            run.progress = _progress_record(artifacts[0])
+
+    async def status_inputs(
+        self, simulation_id: str
+    ) -> tuple[SimulationConfig | None, RunSnapshot | None]:
+        """The variable and the latest run with its details: two rounds of parallel reads."""
+        config, runs = await both(
+            lambda: self.read_config_or_none(variable_name(simulation_id)),
+            lambda: self.runs(simulation_id),
+        )
+        latest = runs[0] if runs else None
+        if latest is not None:
+            async with self._api() as client:
+                await self._load_details(client, latest)
+        return config, latest
+
+    async def latest_progress(self, flow_run_ids: list[str]) -> dict[str, ProgressRecord]:
+        """The newest progress of each of these runs that wrote any, in one read."""
+        if not flow_run_ids:
+            return {}
+        async with self._api() as client:
+            collections = await client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    flow_run_id=ArtifactCollectionFilterFlowRunId(
+                        any_=[UUID(i) for i in flow_run_ids]
+                    ),
+                    type=ArtifactCollectionFilterType(any_=["progress"]),
+                ),
             )
+        return {
+            str(collection.flow_run_id): _progress_record(collection)
+            for collection in collections
+            if collection.flow_run_id is not None
+        }
+
+    async def follow_changes(self, connected: Callable[[], None]) -> AsyncIterator[ChangeRefs]:
+        """What each status-relevant Prefect event touched, until the stream drops.
+
+        `connected` is called once the subscription stands. The stream does not reconnect by
+        itself: a caller that caches must learn of every gap, since events may be lost in it.
+        """
+        from prefect.events.clients import PrefectEventSubscriber
+        from prefect.events.filters import EventFilter, EventNameFilter
+
+        event_filter = EventFilter(  # type: ignore[call-arg]
+            event=EventNameFilter(  # type: ignore[call-arg]
+                prefix=STATUS_EVENT_PREFIXES, exclude_name=["prefect.flow-run.heartbeat"]
+            )
+        )
+        async with (
+            unavailable_as_error(),
+            PrefectEventSubscriber(filter=event_filter, reconnection_attempts=0) as subscriber,
+        ):
+            connected()
+            async for event in subscriber:
+                yield _change_refs(event)
 
     async def create_run(self, simulation_id: str, generation: int, key: str) -> RunSnapshot:
         """Create (or, for a used key, get back) the flow run of this attempt."""

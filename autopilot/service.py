@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+from anyio.abc import TaskGroup
 
 from autopilot.api_models import (
     AutopilotStatus,
@@ -32,6 +33,7 @@ from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
 from autopilot.prefect_store import PrefectStore, SimulationConfig, variable_name
 from autopilot.settings import Settings
+from autopilot.status_cache import CacheTimings, StatusCache, StatusInputs
 from autopilot.status_projection import RunSnapshot, is_active, no_state, project
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,26 @@ class AutopilotService:
         # Serialises changes per simulation inside this process: twenty racing starts make
         # one write and nineteen cheap reads. Across processes the idempotency key decides.
         self._locks: dict[str, anyio.Lock] = {}
+        self.status_cache: StatusCache | None = None
+
+    async def start_status_cache(
+        self, group: TaskGroup, timings: CacheTimings | None = None
+    ) -> StatusCache:
+        """Answer status from memory kept current by Prefect's events (a long-lived process)."""
+        cache = StatusCache(
+            self.store.status_inputs,
+            self.store.latest_progress,
+            self.store.follow_changes,
+            timings,
+        )
+        await group.start(cache.run)
+        self.status_cache = cache
+        return cache
+
+    def _changed(self, simulation_id: str) -> None:
+        """This process wrote the simulation's state: its next status must not be remembered."""
+        if self.status_cache is not None:
+            self.status_cache.invalidate(simulation_id)
 
     def _lock(self, simulation_id: str) -> anyio.Lock:
         return self._locks.setdefault(simulation_id, anyio.Lock())
@@ -150,7 +172,10 @@ class AutopilotService:
         await self._require_simulation(simulation_id)
         config = await self._config(simulation_id)
         config.mode = parsed
-        await self._save(simulation_id, config)
+        try:
+            await self._save(simulation_id, config)
+        finally:
+            self._changed(simulation_id)
         return ConfigResult(
             simulation_id=simulation_id, mode=parsed, message=f"auto-pilot mode set to {parsed}"
         )
@@ -159,7 +184,10 @@ class AutopilotService:
         """Start the auto-pilot, or return the active run; `force` starts a new generation."""
         check_simulation_id(simulation_id)
         async with self._lock(simulation_id):
-            return await self._start(simulation_id, force)
+            try:
+                return await self._start(simulation_id, force)
+            finally:
+                self._changed(simulation_id)
 
     async def _start(self, simulation_id: str, force: bool) -> StartResult:
         config = await self._config(simulation_id)
@@ -239,7 +267,10 @@ class AutopilotService:
                 "runs",
                 error_code="NOT_ACTIVE",
             )
-        await self.store.suspend(UUID(latest.flow_run_id))
+        try:
+            await self.store.suspend(UUID(latest.flow_run_id))
+        finally:
+            self._changed(simulation_id)
         status = project(simulation_id, config.mode, config.generation, latest)
         return ControlResult(
             simulation_id=simulation_id,
@@ -260,7 +291,10 @@ class AutopilotService:
             or (latest.state_type != "PAUSED")
         ):
             raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED")
-        await self.store.resume(UUID(latest.flow_run_id))
+        try:
+            await self.store.resume(UUID(latest.flow_run_id))
+        finally:
+            self._changed(simulation_id)
         status = project(simulation_id, config.mode, config.generation, latest)
         return ControlResult(
             simulation_id=simulation_id,
@@ -274,7 +308,10 @@ class AutopilotService:
         """Cancel the run and stop the simulation; idempotent; ends `inactive`."""
         check_simulation_id(simulation_id)
         async with self._lock(simulation_id):
-            return await self._stop(simulation_id)
+            try:
+                return await self._stop(simulation_id)
+            finally:
+                self._changed(simulation_id)
 
     async def _stop(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
@@ -293,18 +330,25 @@ class AutopilotService:
     async def status(self, simulation_id: str) -> AutopilotStatus | dict[str, Any]:
         """The projection of Prefect's records; answers without any worker alive."""
         check_simulation_id(simulation_id)
-        config = await self.store.read_config_or_none(variable_name(simulation_id))
-        latest = await self.store.latest_run(simulation_id)
+        config, latest = await self._status_inputs(simulation_id)
         if config is None and latest is None:
             return no_state(simulation_id)
         config = config or SimulationConfig()
         return project(simulation_id, config.mode, config.generation, latest)
 
+    async def _status_inputs(self, simulation_id: str) -> StatusInputs:
+        if self.status_cache is not None:
+            return await self.status_cache.get(simulation_id)
+        return await self.store.status_inputs(simulation_id)
+
     async def reset(self, simulation_id: str) -> ResetResult:
         """Cancel any active run and start a new generation; the mode is kept."""
         check_simulation_id(simulation_id)
         async with self._lock(simulation_id):
-            return await self._reset(simulation_id)
+            try:
+                return await self._reset(simulation_id)
+            finally:
+                self._changed(simulation_id)
 
     async def _reset(self, simulation_id: str) -> ResetResult:
         config = await self._config(simulation_id)

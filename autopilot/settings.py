@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    # Answer status from memory kept current by Prefect's event stream (see status_cache.py).
+    status_cache: bool = True
 
     @property
     def results_path(self) -> Path:

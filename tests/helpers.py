@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -46,6 +46,29 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {message}: {last_error!r}")
         time.sleep(interval)
+
+
+async def await_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    message: str = "condition",
+) -> Any:
+    """`wait_until` for async tests: the predicate may be a coroutine function; the event
+    loop runs between checks."""
+    import inspect
+
+    import anyio
+
+    with anyio.move_on_after(timeout):
+        while True:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            await anyio.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
 
 
 def start_simulator(

@@ -21,7 +21,9 @@ TOKEN = "secret"
 def test_healthz_answers(shim_url: str):
     response = httpx.get(f"{shim_url}/healthz", timeout=30)
 
-    assert expect_ok(response) == {"status": "ok"}
+    data = expect_ok(response)
+    assert data["status"] == "ok"
+    assert set(data["status_cache"]) == {"healthy", "hits", "loads"}
 
 
 def test_docs_and_openapi_list_the_seven_endpoints(shim_url: str):

@@ -21,10 +21,11 @@ import httpx
 import pytest
 
 from autopilot.client import MultimoClient
+from autopilot.prefect_store import simulation_tag
 from tests.conftest import SESSION_DIR
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, stop_process, wait_until
 from tests.prefect_stack import Worker, start_prefect_server
-from tests.stack_fixtures import WORKER_SETTINGS
+from tests.stack_fixtures import WORKER_SETTINGS, start_shim
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -79,7 +80,10 @@ class OwnPrefect:
 
     def create_flow_run(self, deployment_id: str, parameters: dict[str, Any]) -> str:
         response = self._call(
-            "POST", f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}
+            "POST",
+            f"/deployments/{deployment_id}/create_flow_run",
+            # Tagged as the service tags its runs, so the shim finds it.
+            json={"parameters": parameters, "tags": [simulation_tag(parameters["simulation_id"])]},
         )
         response.raise_for_status()
         return str(response.json()["id"])
@@ -187,11 +191,46 @@ def test_prefect_server_killed_and_restarted_mid_monitoring_the_run_completes(
 ):
     server, worker = own_prefect
     simulator_url = simulator[0]
+    shim_proc, shim_url = start_shim(worker.env, SESSION_DIR / "restart-shim.log")
+    try:
+        run_through_a_prefect_restart(server, worker, simulator_url, shim_url)
+    finally:
+        stop_process(shim_proc)
+
+
+def shim_status(shim_url: str, simulation_id: str) -> httpx.Response:
+    return httpx.post(
+        f"{shim_url}/api/simulation/auto-pilot/status",
+        json={"simulation_id": simulation_id},
+        timeout=60,
+    )
+
+
+def status_cache(shim_url: str) -> dict[str, Any]:
+    health = httpx.get(f"{shim_url}/healthz", timeout=30).json()["data"]
+    return dict(health["status_cache"])
+
+
+def run_through_a_prefect_restart(
+    server: OwnPrefect, worker: Worker, simulator_url: str, shim_url: str
+) -> None:
     # 80 rounds of 0.25 s: still monitoring when the server is back (a restart takes ~10 s).
     sim, run_id = launch_and_wait_for_monitoring(server, worker, simulator_url, rounds=80)
+    # The shim remembers the status (served from memory on the second call) ...
+    wait_until(lambda: status_cache(shim_url)["healthy"], timeout=30, message="shim cache")
+    assert shim_status(shim_url, sim).json()["data"]["status"] == "active"
+    hits = status_cache(shim_url)["hits"]
+    assert shim_status(shim_url, sim).status_code == 200
+    assert status_cache(shim_url)["hits"] == hits + 1
 
     server.kill(signal.SIGKILL)
     round_at_kill = run_status(simulator_url, sim)["current_round"]
+    # ... and drops it when Prefect goes: no remembered answer while Prefect is down.
+    wait_until(
+        lambda: shim_status(shim_url, sim).status_code == 503, timeout=30,
+        message="status 503 while Prefect is down",
+    )  # fmt: skip
+    assert not status_cache(shim_url)["healthy"]
     server.start()
 
     def settled() -> str | None:
@@ -209,6 +248,12 @@ def test_prefect_server_killed_and_restarted_mid_monitoring_the_run_completes(
     assert status["current_round"] == 80 > round_at_kill
     assert ledger(simulator_url, sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
     assert "CRASHED" not in history
+    # The shim reconnected to the event stream and answers the final state.
+    wait_until(
+        lambda: shim_status(shim_url, sim).json()["data"]["status"] == "completed"
+        and status_cache(shim_url)["healthy"],
+        timeout=30, message="the shim's status after the restart",
+    )  # fmt: skip
 
 
 # What the runner logs when its FlowRunCancellingObserver has given up on the Prefect API.

@@ -1,0 +1,245 @@
+"""The status endpoint's memory of Prefect's records, kept current by Prefect's event stream.
+
+A status is four Prefect reads (the variable, the latest run, its task runs, its progress
+artifact), 6-10 ms each on a quiet SQLite server. A UI polling many simulations pays that on
+every call although almost nothing changes between two calls. So the shim answers from
+memory and Prefect tells it what changed:
+
+- run, step, new-artifact and variable events mark the simulation for a re-read shortly
+  after (`settle`) and once more later (`confirm`), because a step's state reaches the
+  database through the server's event pipeline and may land after the event is delivered;
+- progress *updates* emit no event in Prefect 3.9, so the latest progress of all cached
+  active runs is read in one query every `progress_every`;
+- this process's own writes (start, pause, ...) drop the entry: the next status reads anew;
+- an entry is re-read in the background at half its `max_age` and never served older.
+
+The memory is trusted only while the event stream is connected and the progress poll
+succeeds: on any gap everything is dropped and status reads Prefect directly, as it does in
+processes that do not run the cache (the CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from autopilot.prefect_store import ChangeRefs, SimulationConfig, variable_name
+from autopilot.status_projection import ProgressRecord, RunSnapshot, is_active
+
+logger = logging.getLogger(__name__)
+
+StatusInputs = tuple[SimulationConfig | None, RunSnapshot | None]
+
+
+@dataclass
+class _Entry:
+    inputs: StatusInputs
+    loaded_at: float
+
+
+@dataclass(frozen=True)
+class CacheTimings:
+    """How fast the cache follows changes; injectable so tests need not wait on defaults."""
+
+    settle: float = 0.3
+    confirm: float = 2.0
+    progress_every: float = 1.0
+    max_age: float = 30.0
+    reconnect_every: float = 1.0
+    capacity: int = 5000
+
+
+class StatusCache:
+    """Status inputs per simulation, served from memory while Prefect's events vouch for them."""
+
+    def __init__(
+        self,
+        load: Callable[[str], Awaitable[StatusInputs]],
+        read_progress: Callable[[list[str]], Awaitable[dict[str, ProgressRecord]]],
+        follow_changes: Callable[[Callable[[], None]], AsyncIterator[ChangeRefs]],
+        timings: CacheTimings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._read_progress = read_progress
+        self._follow_changes = follow_changes
+        self.timings = timings or CacheTimings()
+        self._clock = clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Bumped by every change and invalidation: a read that began before one is not kept.
+        self._versions: dict[str, int] = {}
+        self._due: dict[str, float] = {}
+        # Second re-reads, kept apart from `_due` so a burst of events cannot postpone them.
+        self._confirms: dict[str, float] = {}
+        self._connected = False
+        self._progress_ok_at: float | None = None
+        self._wake = anyio.Event()
+        self.hits = 0
+        self.loads = 0
+
+    # -- what the service calls ------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Connected to the event stream, and the last progress poll is recent."""
+        if not self._connected or self._progress_ok_at is None:
+            return False
+        return self._clock() - self._progress_ok_at < 3 * self.timings.progress_every + 2.0
+
+    async def get(self, simulation_id: str) -> StatusInputs:
+        """The status inputs, from memory when that is safe, else read (and remembered)."""
+        entry = self._entries.get(simulation_id)
+        if entry is not None and self.healthy:
+            age = self._clock() - entry.loaded_at
+            if age < self.timings.max_age:
+                self.hits += 1
+                self._entries.move_to_end(simulation_id)
+                if age > self.timings.max_age / 2:
+                    self._schedule(simulation_id, 0.0)
+                return entry.inputs
+        return await self._read(simulation_id)
+
+    def invalidate(self, simulation_id: str) -> None:
+        """This process changed the simulation: the next status must read it anew."""
+        self._bump(simulation_id)
+        self._entries.pop(simulation_id, None)
+
+    # -- reading and remembering -----------------------------------------------------
+
+    async def _read(self, simulation_id: str) -> StatusInputs:
+        version = self._versions.get(simulation_id, 0)
+        healthy_before = self.healthy
+        inputs = await self._load(simulation_id)
+        self.loads += 1
+        # Keep it only if nothing happened meanwhile that it may not show.
+        if healthy_before and self.healthy and self._versions.get(simulation_id, 0) == version:
+            self._entries[simulation_id] = _Entry(inputs, self._clock())
+            self._entries.move_to_end(simulation_id)
+            while len(self._entries) > self.timings.capacity:
+                evicted, _ = self._entries.popitem(last=False)
+                self._versions.pop(evicted, None)
+        return inputs
+
+    def _bump(self, simulation_id: str) -> None:
+        self._versions[simulation_id] = self._versions.get(simulation_id, 0) + 1
+
+    def _schedule(self, simulation_id: str, delay: float) -> None:
+        due = self._clock() + delay
+        self._due[simulation_id] = min(self._due.get(simulation_id, due), due)
+        self._wake.set()
+
+    def _forget_all(self) -> None:
+        for simulation_id in self._entries:
+            self._bump(simulation_id)
+        self._entries.clear()
+        self._due.clear()
+        self._confirms.clear()
+
+    # -- keeping it current (runs as a background task of the shim) -------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Follow events, poll progress and re-read what changed, until cancelled."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._follow)
+            group.start_soon(self._poll_progress)
+            group.start_soon(self._refresh_due)
+            task_status.started()
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for refs in self._follow_changes(self._on_connected):
+                    self._on_change(refs)
+                logger.info("Prefect event stream closed; status reads Prefect directly")
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                logger.info("Prefect event stream unavailable (%s); status reads directly", exc)
+            finally:
+                self._connected = False
+                self._forget_all()
+            await anyio.sleep(self.timings.reconnect_every)
+
+    def _on_connected(self) -> None:
+        # Whatever happened before the subscription stood is unknown: start empty.
+        self._forget_all()
+        self._connected = True
+
+    def _on_change(self, refs: ChangeRefs) -> None:
+        touched = set(refs.simulation_ids) & self._entries.keys()
+        if refs.flow_run_ids or refs.variable_names:
+            for simulation_id, entry in self._entries.items():
+                latest = entry.inputs[1]
+                run_changed = latest is not None and latest.flow_run_id in refs.flow_run_ids
+                if run_changed or variable_name(simulation_id) in refs.variable_names:
+                    touched.add(simulation_id)
+        for simulation_id in touched:
+            self._bump(simulation_id)
+            self._schedule(simulation_id, self.timings.settle)
+            self._confirm_later(simulation_id)
+
+    def _confirm_later(self, simulation_id: str) -> None:
+        self._confirms[simulation_id] = self._clock() + self.timings.confirm
+
+    async def _refresh_due(self) -> None:
+        tick = min(self.timings.settle, 0.1) or 0.05
+        while True:
+            now = self._clock()
+            for times in (self._due, self._confirms):
+                for simulation_id, due in list(times.items()):
+                    if due <= now:
+                        del times[simulation_id]
+                        await self._refresh(simulation_id)
+            self._wake = anyio.Event()
+            with anyio.move_on_after(tick):
+                await self._wake.wait()
+
+    async def _refresh(self, simulation_id: str) -> None:
+        if simulation_id not in self._entries or not self.healthy:
+            return
+        try:
+            await self._read(simulation_id)
+        except Exception as exc:
+            # Prefect failing now also fails the progress poll, which drops the memory.
+            logger.info("status re-read of %s failed: %s", simulation_id, exc)
+            self._entries.pop(simulation_id, None)
+
+    async def _poll_progress(self) -> None:
+        while True:
+            runs = self._active_runs()
+            try:
+                found = await self._read_progress(list(runs)) if runs else {}
+            except Exception as exc:
+                if self._progress_ok_at is not None:
+                    logger.info("progress poll failed (%s); status reads directly", exc)
+                self._progress_ok_at = None
+                self._forget_all()
+            else:
+                self._progress_ok_at = self._clock()
+                self._apply_progress(runs, found)
+            await anyio.sleep(self.timings.progress_every)
+
+    def _active_runs(self) -> dict[str, str]:
+        """flow_run_id → simulation_id of every remembered run that may still progress."""
+        return {
+            latest.flow_run_id: simulation_id
+            for simulation_id, entry in self._entries.items()
+            if (latest := entry.inputs[1]) is not None and is_active(latest)
+        }
+
+    def _apply_progress(self, runs: dict[str, str], found: dict[str, Any]) -> None:
+        for flow_run_id, progress in found.items():
+            entry = self._entries.get(runs.get(flow_run_id, ""))
+            latest = entry.inputs[1] if entry else None
+            if latest is None or latest.flow_run_id != flow_run_id:
+                continue
+            current = latest.progress
+            if current is None or (progress.updated or 0) != (current.updated or 0):  # type: ignore[comparison-overlap]
+                latest.progress = progress
