@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -120,12 +121,25 @@ class StatusCache:
         self.loads += 1
         # Keep it only if nothing happened meanwhile that it may not show.
         if healthy_before and self.healthy and self._versions.get(simulation_id, 0) == version:
+            self._keep_newer_progress(simulation_id, inputs[1])
             self._entries[simulation_id] = _Entry(inputs, self._clock())
             self._entries.move_to_end(simulation_id)
             while len(self._entries) > self.timings.capacity:
                 evicted, _ = self._entries.popitem(last=False)
                 self._versions.pop(evicted, None)
         return inputs
+
+    def _keep_newer_progress(self, simulation_id: str, loaded: RunSnapshot | None) -> None:
+        """A progress poll that ran during the read may have seen newer progress: keep it."""
+        entry = self._entries.get(simulation_id)
+        remembered = entry.inputs[1] if entry else None
+        if loaded is None or remembered is None or remembered.flow_run_id != loaded.flow_run_id:
+            return
+        newer = remembered.progress
+        if newer is not None and (
+            loaded.progress is None or _newer(newer.updated, loaded.progress.updated)
+        ):
+            loaded.progress = newer
 
     def _bump(self, simulation_id: str) -> None:
         self._versions[simulation_id] = self._versions.get(simulation_id, 0) + 1
@@ -241,5 +255,10 @@ class StatusCache:
             if latest is None or latest.flow_run_id != flow_run_id:
                 continue
             current = latest.progress
-            if current is None or (progress.updated or 0) != (current.updated or 0):  # type: ignore[comparison-overlap]
+            # Only forward: a poll that began before a re-read may return older progress.
+            if current is None or _newer(progress.updated, current.updated):
                 latest.progress = progress
+
+
+def _newer(candidate: datetime | None, current: datetime | None) -> bool:
+    return candidate is not None and (current is None or candidate > current)
