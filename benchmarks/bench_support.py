@@ -1,11 +1,15 @@
-"""Shared by the stack benchmarks: a Prefect server on a chosen database, a throwaway
-PostgreSQL cluster, process memory from /proc, percentiles, and a leftover-process sweep.
+"""Shared by the stack benchmarks: each run's environment (temp dir, ports, PREFECT_* and
+AUTOPILOT_* variables), the whole stack (Prefect server on SQLite or a throwaway PostgreSQL
+cluster, bundled simulator, serving worker) with its clean-up, process memory from /proc,
+percentiles, and a leftover-process sweep.
 
-Imports nothing from Prefect: the scripts set PREFECT_* variables before Prefect is imported.
+Imports nothing from Prefect: the scripts set PREFECT_* variables (`bench_environment`) before
+Prefect is imported.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -14,10 +18,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -25,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.helpers import wait_until  # noqa: E402
+from tests.helpers import free_port, start_simulator, stop_process, wait_until  # noqa: E402
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -245,3 +251,151 @@ def code_version() -> str:
     except OSError:
         return "unknown"
     return f"{head}{' + uncommitted changes' if dirty else ''}"
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    """One run's temporary directory and loopback ports."""
+
+    work: Path
+    prefect_port: int
+    sim_port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.work / "data"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
+    def sim_log(self) -> Path:
+        """The simulator's access log (run-status polls: `tests.helpers.run_status_poll_times`)."""
+        return self.work / "sim" / f"server-{self.sim_port}.log"
+
+    @property
+    def worker_log(self) -> Path:
+        return self.work / "worker.log"
+
+    @property
+    def prefect_db(self) -> Path:
+        """The Prefect server's SQLite file (with `db="sqlite"`)."""
+        return self.work / "prefect" / "prefect.db"
+
+
+def bench_environment(prefix: str, **autopilot: str) -> BenchEnv:
+    """A fresh temp dir and free ports for this run, and the environment every process it
+    starts inherits: PREFECT_* pointing at this run's server and paths, AUTOPILOT_DATA_DIR and
+    AUTOPILOT_BACKEND_URL (the simulator), the given AUTOPILOT_* `autopilot` variables (e.g.
+    AUTOPILOT_POLL_INTERVAL="1"), and no other AUTOPILOT_* variable (a developer's own
+    configuration must not leak into the figures).
+
+    Call it at module level, before Prefect or the project's code is imported (they read their
+    settings on import), and after any import of tests.conftest (tests.stack_fixtures imports
+    it), which rewrites these variables for a test session."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = BenchEnv(work, free_port(), free_port())
+    atexit.register(_drop_if_unused, work)  # e.g. after --help: no stack, nothing to keep
+    os.environ.update(
+        {
+            "PREFECT_API_URL": f"http://127.0.0.1:{env.prefect_port}/api",
+            "PREFECT_HOME": str(work / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(work / "results"),
+            "AUTOPILOT_DATA_DIR": str(env.data_dir),
+            "AUTOPILOT_BACKEND_URL": env.sim_url,
+            **autopilot,
+        }
+    )
+    keep = {"AUTOPILOT_DATA_DIR", "AUTOPILOT_BACKEND_URL", *autopilot}
+    for name in list(os.environ):
+        if name.startswith("AUTOPILOT_") and name not in keep:
+            del os.environ[name]
+    return env
+
+
+_STACK_STARTED: set[Path] = set()
+
+
+def _drop_if_unused(work: Path) -> None:
+    if work not in _STACK_STARTED:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Stack:
+    """The processes `running_stack` started. `cleanup` runs at the end, last in first out:
+    what a script registers there (a client to close, a shim to stop) runs before the stack's
+    own processes stop."""
+
+    env: BenchEnv
+    prefect: subprocess.Popen[bytes]
+    simulator: subprocess.Popen[bytes]
+    worker: Any  # tests.prefect_stack.Worker
+    cleanup: contextlib.ExitStack
+    server_seconds: float  # `prefect server start` until healthy
+
+
+@contextlib.contextmanager
+def running_stack(
+    env: BenchEnv,
+    *,
+    round_seconds: float,
+    prepare_seconds: float,
+    report_seconds: float,
+    db: Literal["sqlite", "postgres"] = "sqlite",
+    worker_poll_seconds: float = 1.0,  # the product default
+    worker_args: Sequence[str] = (),
+) -> Iterator[Stack]:
+    """Start the stack on `env` (a throwaway PostgreSQL cluster first with db="postgres"), the
+    Prefect server, the simulator, the worker, and wait for its deployment. On the way out,
+    whatever happened: the script's `cleanup` callbacks, then worker, simulator, server and
+    PostgreSQL stop, leftovers of this run are killed, and the temp dir is removed after
+    success or kept (its path printed) after a failure. SIGTERM exits through the same path."""
+    from tests.prefect_stack import Worker
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _STACK_STARTED.add(env.work)
+    succeeded = False
+    cleanup = contextlib.ExitStack()
+    try:
+        if db == "postgres":
+            pg = start_postgres(free_port())
+            cleanup.callback(pg.stop)
+            db_url = pg.url
+        else:
+            db_url = f"sqlite+aiosqlite:///{env.prefect_db}"
+        t0 = time.monotonic()
+        prefect = start_prefect_server_with(
+            env.work / "prefect", env.prefect_port, env.work / "prefect.log", db_url
+        )
+        server_seconds = time.monotonic() - t0
+        cleanup.callback(stop_group, prefect)
+        simulator = start_simulator(
+            env.work / "sim",
+            env.sim_port,
+            round_seconds=round_seconds,
+            prepare_seconds=prepare_seconds,
+            report_seconds=report_seconds,
+        )
+        cleanup.callback(stop_process, simulator)
+        worker = Worker(
+            {**os.environ}, env.worker_log, poll_seconds=worker_poll_seconds, extra_args=worker_args
+        )
+        cleanup.callback(worker.stop)
+        worker.start()
+        wait_for_deployment(worker, env.worker_log)
+        yield Stack(env, prefect, simulator, worker, cleanup, server_seconds)
+        succeeded = True
+    finally:
+        try:
+            cleanup.close()
+        finally:
+            leftovers = kill_leftovers(str(env.work))
+            if leftovers:
+                print(f"killed {len(leftovers)} leftover process(es) of this run: {leftovers}")
+            if succeeded:
+                shutil.rmtree(env.work, ignore_errors=True)
+            else:
+                print(f"logs kept in {env.work}")

@@ -1,7 +1,9 @@
 """Memory per active auto-pilot, and Prefect database growth per (compressed) 72-hour run.
 
-Starts its own Prefect server (SQLite), bundled simulator and serving worker (runner poll 2 s,
-flow heartbeat 30 s, control check 1 s: the product defaults) on free 127.0.0.1 ports.
+Starts its own Prefect server (SQLite), bundled simulator and serving worker on free 127.0.0.1
+ports, with the product defaults: runner poll 1 s, flow-run heartbeats off (the worker's
+`--heartbeat-seconds 0`; --heartbeat-seconds N here passes N, at least 30, to the worker, to
+measure what they cost), monitor poll 30 s and control check 1 s.
 
 (a) memory: VmRSS (and PSS, which splits shared pages among the processes using them) of the
     worker and of each flow process (pid from <AUTOPILOT_DATA_DIR>/executors/<run>.json), and
@@ -17,24 +19,24 @@ flow heartbeat 30 s, control check 1 s: the product defaults) on free 127.0.0.1 
                                           compressed; ~144 polls)
     Growth O(steps) shows as 12r ≈ 12r-slow ≈ 144r; O(polls) as 12r-slow ≈ 144r > 12r;
     O(rounds) as 144r > 12r ≈ 12r-slow. Then a monitoring-only window (--heartbeat-window s,
-    monitor poll 30 s, a round that never ends): the flow-run heartbeat event every 30 s
-    (8640 in 72 h) is the one writer that grows with wall time rather than with steps. Projects
-    a real 72-hour run = 144r growth + 8640 heartbeats, with the heartbeat size measured in the
-    window and estimated from its rows.
+    monitor poll 30 s, a round that never ends) measures what a run writes per second while it
+    only monitors, which is what grows with wall time rather than with steps: bytes in use,
+    rows per table and events by type (flow-run heartbeats only if enabled, one per N s).
+    Projects a real 72-hour run = 144r growth + (72 h - the 144r run's wall time) x that
+    window's growth rate, once with the measured growth of pages in use and once estimated
+    from the rows the window wrote (their column bytes x each table's on-disk bytes per
+    column byte), which is finer than whole pages in a short window.
 
-    .venv/bin/python benchmarks/memory_and_growth.py
+    .venv/bin/python benchmarks/memory_and_growth.py [--heartbeat-seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,54 +44,24 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-mem-"))
 from benchmarks.bench_support import (  # noqa: E402
+    bench_environment,
     code_version,
-    kill_leftovers,
     proc_status_kb,
     pss_kb,
-    stop_group,
-    wait_for_deployment,
+    running_stack,
 )
-from tests.helpers import (  # noqa: E402
-    free_port,
-    run_status_poll_times,
-    start_simulator,
-    stop_process,
-    wait_until,
-)
+from tests.helpers import run_status_poll_times, wait_until  # noqa: E402
 
-PREFECT_PORT = free_port()
-SIM_PORT = free_port()
-os.environ.update(
-    {
-        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-        "PREFECT_HOME": str(WORK / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(WORK / "results"),
-        "AUTOPILOT_DATA_DIR": str(WORK / "data"),
-        "AUTOPILOT_BACKEND_URL": f"http://127.0.0.1:{SIM_PORT}",
-    }
-)
-for _name in list(os.environ):
-    if _name.startswith("AUTOPILOT_") and _name not in {
-        "AUTOPILOT_DATA_DIR",
-        "AUTOPILOT_BACKEND_URL",
-    }:
-        del os.environ[_name]
+ENV = bench_environment("autopilot-bench-mem-")
+WORK = ENV.work
 
 from autopilot.client import MultimoClient  # noqa: E402
 from autopilot.executors import living_executor  # noqa: E402
-from tests.prefect_stack import (  # noqa: E402
-    Worker,
-    launch,
-    running_task,
-    start_prefect_server,
-    state_type,
-)
+from tests.prefect_stack import Worker, launch, running_task, state_type  # noqa: E402
 
-DB = WORK / "prefect" / "prefect.db"
-SIM_LOG = WORK / "sim" / f"server-{SIM_PORT}.log"
+DB = ENV.prefect_db
+SIM_LOG = ENV.sim_log
 TABLES = [
     "flow_run",
     "flow_run_state",
@@ -102,6 +74,7 @@ TABLES = [
     "event_resources",
 ]
 MB = 1024 * 1024
+REAL_RUN_SECONDS = 72 * 3600
 
 
 # -- (a) memory ---------------------------------------------------------------------------
@@ -205,6 +178,11 @@ def db_snapshot() -> dict[str, Any]:
     try:
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
         events = dict(conn.execute("SELECT event, count(*) FROM events GROUP BY event").fetchall())
+        # The newest row of each table: rows added later have a larger rowid.
+        rowids = {
+            t: conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {t}").fetchone()[0]
+            for t in TABLES
+        }
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
@@ -222,44 +200,71 @@ def db_snapshot() -> dict[str, Any]:
         "file": DB.stat().st_size,
         "wal": wal.stat().st_size if wal.exists() else 0,
         "used": (pages - free) * page_size,
+        "page_size": page_size,
         "counts": counts,
+        "rowids": rowids,
         "events": events,
         "tables": per_table,
     }
 
 
-def event_raw_bytes(conn: sqlite3.Connection, where: str = "1") -> int:
-    """Bytes of the column values of matching events rows and their event_resources rows."""
-    total = 0
-    for row in conn.execute(f"SELECT * FROM events WHERE {where}"):
-        total += sum(len(str(v)) for v in row if v is not None)
-    for row in conn.execute(
-        f"SELECT * FROM event_resources WHERE event_id IN (SELECT id FROM events WHERE {where})"
-    ):
-        total += sum(len(str(v)) for v in row if v is not None)
-    return total
+def raw_bytes(conn: sqlite3.Connection, query: str, params: tuple[Any, ...] = ()) -> int:
+    """Bytes of the column values of the rows a query returns (their text form)."""
+    return sum(
+        sum(len(str(v)) for v in row if v is not None) for row in conn.execute(query, params)
+    )
 
 
-def heartbeat_size_estimate() -> tuple[float, float, int]:
-    """(raw bytes per heartbeat event, on-disk bytes per raw byte for events, heartbeats)."""
+def on_disk_bytes(conn: sqlite3.Connection, table: str) -> int:
+    """Bytes of the pages a table and its indexes use (dbstat)."""
+    return int(
+        conn.execute(
+            "SELECT coalesce(sum(d.pgsize), 0) FROM dbstat d JOIN sqlite_master m"
+            " ON m.name = d.name WHERE m.tbl_name = ?",
+            (table,),
+        ).fetchone()[0]
+    )
+
+
+def written_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the rows added between two db_snapshots take. Per table: rows, bytes of
+    column data, and estimated bytes on disk (column data x the table's on-disk bytes, with
+    its indexes, per byte of column data). Per event type: events, and the mean column data
+    of one event with its event_resources rows."""
     conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True, timeout=30)
     try:
-        where = "event = 'prefect.flow-run.heartbeat'"
-        beats = conn.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()[0]
-        raw_beats = event_raw_bytes(conn, where)
-        raw_all = event_raw_bytes(conn)
-        on_disk = conn.execute(
-            "SELECT sum(d.pgsize) FROM dbstat d JOIN sqlite_master m ON m.name = d.name"
-            " WHERE m.tbl_name IN ('events', 'event_resources')"
-        ).fetchone()[0]
+        tables: dict[str, tuple[int, int, float]] = {}
+        for t in TABLES:
+            span = (before["rowids"][t], after["rowids"][t])
+            new_rows = f"FROM {t} WHERE rowid > ? AND rowid <= ?"
+            rows = conn.execute(f"SELECT count(*) {new_rows}", span).fetchone()[0]
+            new = raw_bytes(conn, f"SELECT * {new_rows}", span)
+            factor = on_disk_bytes(conn, t) / max(raw_bytes(conn, f"SELECT * FROM {t}"), 1)
+            tables[t] = (rows, new, new * factor)
+        span = (before["rowids"]["events"], after["rowids"]["events"])
+        by_type: dict[str, tuple[int, float]] = {}
+        for event, n in conn.execute(
+            "SELECT event, count(*) FROM events WHERE rowid > ? AND rowid <= ? GROUP BY event",
+            span,
+        ).fetchall():
+            where = "rowid > ? AND rowid <= ? AND event = ?"
+            raw = raw_bytes(conn, f"SELECT * FROM events WHERE {where}", (*span, event))
+            raw += raw_bytes(
+                conn,
+                "SELECT * FROM event_resources WHERE event_id IN"
+                f" (SELECT id FROM events WHERE {where})",
+                (*span, event),
+            )
+            by_type[event] = (n, raw / n)
     finally:
         conn.close()
-    return raw_beats / max(beats, 1), on_disk / max(raw_all, 1), beats
+    return {"tables": tables, "events": by_type}
 
 
-def heartbeat_window(backend: MultimoClient, seconds: float) -> dict[str, Any]:
+def monitoring_window(backend: MultimoClient, seconds: float) -> dict[str, Any]:
     """One auto-pilot monitoring a simulation whose round never advances in the window, with
-    the product's monitor poll (30 s): nothing but heartbeats should be written."""
+    the product's monitor poll (30 s): what is written is what a run writes per second of wall
+    time (and the server's own background writes)."""
     sim = backend.create_simulation(
         agents=20, total_simulation_hours=10, minutes_per_round=60, round_seconds=3600
     )
@@ -267,8 +272,11 @@ def heartbeat_window(backend: MultimoClient, seconds: float) -> dict[str, Any]:
     wait_until(lambda: monitoring(run_id), timeout=300, interval=1, message="monitoring")
     settle()
     before = db_snapshot()
+    t0 = time.monotonic()
     time.sleep(seconds)
     after = db_snapshot()
+    elapsed = time.monotonic() - t0
+    written = written_between(before, after)
     backend.stop(sim)
     wait_until(
         lambda: living_executor(WORK / "data", run_id) is None,
@@ -276,10 +284,7 @@ def heartbeat_window(backend: MultimoClient, seconds: float) -> dict[str, Any]:
         interval=0.5,
         message="flow process exit",
     )
-    beats = sum(n for e, n in after["events"].items() if "heartbeat" in e) - sum(
-        n for e, n in before["events"].items() if "heartbeat" in e
-    )
-    return {"before": before, "after": after, "beats": beats, "seconds": seconds}
+    return {"before": before, "after": after, "seconds": elapsed, "written": written}
 
 
 def run_to_completion(backend: MultimoClient, rounds: int, round_seconds: float) -> dict[str, Any]:
@@ -298,7 +303,9 @@ def settle(seconds: float = 8) -> None:
     time.sleep(seconds)
 
 
-def measure_growth(backend: MultimoClient, args_heartbeat_seconds: float) -> list[str]:
+def measure_growth(
+    backend: MultimoClient, window_seconds: float, heartbeat_seconds: int
+) -> list[str]:
     # Warm-up run: first-run rows (flow, deployment versions, block documents, ...).
     run_to_completion(backend, 3, 0.05)
     settle()
@@ -309,7 +316,8 @@ def measure_growth(backend: MultimoClient, args_heartbeat_seconds: float) -> lis
         info = run_to_completion(backend, rounds, round_seconds)
         settle()
         cases.append((label, info, before, db_snapshot()))
-    beats = heartbeat_window(backend, args_heartbeat_seconds)
+    window = monitoring_window(backend, window_seconds)
+    settle()  # the window run's last states and events land before the idle case starts
     idle_seconds = cases[-1][1]["wall"] + 8
     before = db_snapshot()
     time.sleep(idle_seconds)
@@ -350,46 +358,76 @@ def measure_growth(backend: MultimoClient, args_heartbeat_seconds: float) -> lis
         f"\nfinal DB: file {final['file'] / MB:.2f} MB + wal {final['wal'] / MB:.2f} MB,"
         f" {final['used'] / MB:.2f} MB in use"
     )
-    out.extend(projection(final, a144, b144, beats))
+    out.extend(projection(cases, window, heartbeat_seconds))
     return out
 
 
 def projection(
-    final: dict[str, Any], after: dict[str, Any], before: dict[str, Any], beats: dict[str, Any]
+    cases: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]],
+    window: dict[str, Any],
+    heartbeat_seconds: int,
 ) -> list[str]:
-    """A real 72-hour run: the 144r growth, plus one heartbeat event per 30 s."""
-    out = []
-    grow = beats["after"]["used"] - beats["before"]["used"]
-    other = {
-        k: beats["after"]["counts"][k] - beats["before"]["counts"][k]
-        for k in TABLES
-        if k not in {"events", "event_resources"}
-    }
-    measured = grow / max(beats["beats"], 1)
+    """A real 72-hour run: the 144r growth, plus the rest of the 72 hours at the growth rate
+    of the monitoring-only window."""
+    seconds = window["seconds"]
+    w_before, w_after, written = window["before"], window["after"], window["written"]
+    grown = w_after["used"] - w_before["used"]
+    rows = {t: w_after["counts"][t] - w_before["counts"][t] for t in TABLES}
+    heartbeat = f"every {heartbeat_seconds} s" if heartbeat_seconds else "off"
+    out = [
+        f"\nmonitoring only, {seconds:.0f}s (monitor poll 30 s, no round change, flow-run"
+        f" heartbeat {heartbeat}): {grown / 1024:.0f} KB more in use ({grown / seconds:.1f} B/s;"
+        f" whole pages of {w_after['page_size']} B); rows written:"
+        f" {', '.join(f'{short(t)} {n}' for t, n in rows.items())}"
+    ]
+    out.append("events written in the window, by type (mean column data per event, with its")
+    out.append("event_resources rows):")
+    for event, (n, mean) in sorted(written["events"].items(), key=lambda x: -x[1][0]):
+        out.append(f"  {n:5d}  {event}  ({mean:.0f} B; {n / seconds * 3600:.0f} per hour)")
+    if not written["events"]:
+        out.append("  none")
+    estimated = sum(disk for _, _, disk in written["tables"].values())
+    parts = [
+        f"{short(t)} {n} rows {raw} B -> {disk:.0f} B"
+        for t, (n, raw, disk) in written["tables"].items()
+        if n
+    ]
     out.append(
-        f"\nmonitoring only, {beats['seconds']:.0f}s (monitor poll 30 s, no round change):"
-        f" {beats['beats']} heartbeat events, {grow / 1024:.0f} KB more in use"
-        f" ({measured:.0f} B per heartbeat); other rows written: {other}"
+        f"estimated from the rows written: {', '.join(parts) or 'no new rows'};"
+        f" total {estimated:.0f} B ({estimated / seconds:.1f} B/s)"
     )
-    raw, factor, n = heartbeat_size_estimate()
-    estimated = raw * factor
+    idle_label, idle_info, idle_before, idle_after = cases[0]
+    assert idle_label == "idle"
+    idle_grown = idle_after["used"] - idle_before["used"]
     out.append(
-        f"heartbeat event: {raw:.0f} B of column data (events + event_resources rows, mean of"
-        f" {n}) x {factor:.2f} on-disk bytes per data byte for events (indexes, pages) ="
-        f" {estimated:.0f} B"
+        f"for comparison, idle (nothing running, {idle_info['wall']:.0f}s):"
+        f" {idle_grown / idle_info['wall']:.1f} B/s in use"
     )
-    heartbeats = 72 * 3600 // 30
-    seen = sum(n for e, n in after["events"].items() if "heartbeat" in e) - sum(
-        n for e, n in before["events"].items() if "heartbeat" in e
-    )
-    run_growth = after["used"] - before["used"]
-    for label, per_beat in [("measured", measured), ("estimated", estimated)]:
-        projected = run_growth + (heartbeats - seen) * per_beat
+
+    _, info144, before144, after144 = cases[-1]
+    run_growth = after144["used"] - before144["used"]
+    rest = REAL_RUN_SECONDS - info144["wall"]
+    for label, grown_bytes in [("measured pages", grown), ("estimated from rows", estimated)]:
+        rate = grown_bytes / seconds
+        projected = run_growth + rest * rate
         out.append(
-            f"projected real 72-hour run ({label} heartbeat size): {run_growth / MB:.2f} MB"
-            f" (144r) + {heartbeats - seen} more heartbeats x {per_beat:.0f} B ="
-            f" {projected / MB:.1f} MB (goal <= 5 MB)"
+            f"projected real 72-hour run ({label}): {run_growth / MB:.2f} MB (144r,"
+            f" {info144['wall']:.0f}s) + {rest:.0f} s x {rate:.1f} B/s ="
+            f" {projected / MB:.2f} MB (goal <= 5 MB)"
         )
+    grew = [t for t in TABLES if rows[t]]
+    out.append(
+        "projected rows of a real 72-hour run: "
+        + (
+            ", ".join(
+                f"{short(t)} {after144['counts'][t] - before144['counts'][t]}"
+                f" + {rows[t] / seconds * rest:.0f}"
+                for t in grew
+            )
+            if grew
+            else "no more than the 144r run's (no rows in the window)"
+        )
+    )
     return out
 
 
@@ -411,45 +449,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
-        "--heartbeat-window", type=float, default=150, help="seconds of monitoring only"
+        "--heartbeat-window",
+        type=float,
+        default=150,
+        help="seconds of monitoring only: the growth rate that projects the rest of 72 hours",
+    )
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=int,
+        default=0,
+        help="passed to the worker (deployments.serve --heartbeat-seconds): flow-run heartbeat"
+        " events every N s (at least 30); 0 = off, the product default",
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    prefect = simulator = None
-    worker = Worker({**os.environ}, WORK / "worker.log", poll_seconds=2)
-    backend: MultimoClient | None = None
+    if 0 < args.heartbeat_seconds < 30 or args.heartbeat_seconds < 0:
+        parser.error("--heartbeat-seconds is 0 (off) or at least 30")
     output: list[str] = []
-    succeeded = False
-    try:
-        prefect = start_prefect_server(WORK / "prefect", PREFECT_PORT, WORK / "prefect.log")
-        simulator = start_simulator(
-            WORK / "sim", SIM_PORT, round_seconds=0.05, prepare_seconds=0.5, report_seconds=0.5
-        )
-        worker.start()
-        wait_for_deployment(worker, WORK / "worker.log")
-        backend = MultimoClient(os.environ["AUTOPILOT_BACKEND_URL"])
+    with running_stack(
+        ENV,
+        round_seconds=0.05,
+        prepare_seconds=0.5,
+        report_seconds=0.5,
+        worker_poll_seconds=1.0,  # the product default
+        worker_args=["--heartbeat-seconds", str(args.heartbeat_seconds)],
+    ) as stack:
+        backend = MultimoClient(ENV.sim_url)
+        stack.cleanup.callback(backend.close)
         print(f"code {code_version()}", flush=True)
         if not args.skip_memory:
-            output += measure_memory(worker, backend)
+            output += measure_memory(stack.worker, backend)
             print("\n".join(output), flush=True)
-        growth = measure_growth(backend, args.heartbeat_window)
+        growth = measure_growth(backend, args.heartbeat_window, args.heartbeat_seconds)
         print("\n".join(growth), flush=True)
         output += [""] + growth
-        succeeded = True
-    finally:
-        if backend is not None:
-            backend.close()
-        worker.stop()
-        if simulator is not None:
-            stop_process(simulator)
-        stop_group(prefect)
-        leftovers = kill_leftovers(str(WORK))
-        if leftovers:
-            print(f"killed {len(leftovers)} leftover process(es) of this run: {leftovers}")
-        if succeeded:
-            shutil.rmtree(WORK, ignore_errors=True)
-        else:
-            print(f"logs kept in {WORK}")
     print("\n== summary ==\n" + "\n".join(output))
 
 

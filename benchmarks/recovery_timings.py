@@ -1,7 +1,7 @@
 """Seconds from a disruption to progress again, on the real stack with the product's defaults.
 
-Starts its own Prefect server, bundled simulator and worker (runner poll 2 s, control check
-1 s) on free loopback ports, then measures, per trial:
+Starts its own Prefect server, bundled simulator and worker (runner poll 1 s, control check
+1 s, flow heartbeat off: the worker's default) on free loopback ports, then measures, per trial:
   kill-flow     SIGKILL of the flow process mid-monitoring → the next run-status poll
   kill-worker   SIGKILL of the worker and its flow processes, worker restarted at once → the
                 next run-status poll
@@ -17,48 +17,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
-from tests.helpers import (  # noqa: E402
-    free_port,
-    run_status_poll_times,
-    start_simulator,
-    stop_process,
-    wait_until,
-)
+from benchmarks.bench_support import bench_environment, percentile, running_stack  # noqa: E402
+from tests.helpers import run_status_poll_times, wait_until  # noqa: E402
 
-PREFECT_PORT = free_port()
-os.environ.update(
-    {
-        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-        "PREFECT_HOME": str(WORK / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(WORK / "results"),
-        "AUTOPILOT_DATA_DIR": str(WORK / "data"),
-        "AUTOPILOT_POLL_INTERVAL": "1",
-        "AUTOPILOT_CONTROL_CHECK_INTERVAL": "1",
-    }
+ENV = bench_environment(
+    "autopilot-bench-", AUTOPILOT_POLL_INTERVAL="1", AUTOPILOT_CONTROL_CHECK_INTERVAL="1"
 )
 
 from autopilot.client import MultimoClient  # noqa: E402
 from autopilot.executors import living_executor  # noqa: E402
-from tests.prefect_stack import (  # noqa: E402
-    Worker,
-    deployment_ready,
-    launch,
-    start_prefect_server,
-    state_type,
-)
+from tests.prefect_stack import launch, state_type  # noqa: E402
 
 
 def next_poll_after(log: Path, simulation_id: str, t0: float, timeout: float = 120) -> float:
@@ -74,16 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=5)
     args = parser.parse_args()
-    data_dir = WORK / "data"
-    prefect = start_prefect_server(WORK / "prefect", PREFECT_PORT, WORK / "prefect.log")
-    sim_port = free_port()
-    simulator = start_simulator(WORK / "sim", sim_port, round_seconds=0.2, prepare_seconds=0.5)
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    sim_log = WORK / "sim" / f"server-{sim_port}.log"
-    worker = Worker(
-        {**os.environ, "AUTOPILOT_BACKEND_URL": sim_url}, WORK / "worker.log", poll_seconds=2
-    )
-    worker.start()
+    data_dir, sim_log = ENV.data_dir, ENV.sim_log
     results: dict[str, list[float]] = {
         k: []
         for k in [
@@ -95,11 +62,12 @@ def main() -> None:
             "resume-poll",
         ]
     }
-    try:
-        wait_until(deployment_ready, timeout=90, interval=0.5, message="deployment")
+    with running_stack(ENV, round_seconds=0.2, prepare_seconds=0.5, report_seconds=0.2) as stack:
         from prefect.flow_runs import resume_flow_run, suspend_flow_run
 
-        backend = MultimoClient(sim_url)
+        worker = stack.worker
+        backend = MultimoClient(ENV.sim_url)
+        stack.cleanup.callback(backend.close)
         for trial in range(args.trials):
             sim = backend.create_simulation(agents=20, total_simulation_hours=400)
             run_id = launch(sim)
@@ -134,16 +102,10 @@ def main() -> None:
             print(
                 f"trial {trial + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items())
             )
-    finally:
-        worker.stop()
-        stop_process(simulator)
-        os.killpg(prefect.pid, signal.SIGTERM)
-        prefect.wait(timeout=30)
-    print(f"\n{args.trials} trials; runner poll 2 s, control check 1 s, flow heartbeat 30 s")
+    print(f"\n{args.trials} trials; runner poll 1 s, control check 1 s, flow heartbeat off")
     print(f"{'measure':<20}{'p50 s':>8}{'max s':>8}")
     for name, values in results.items():
-        print(f"{name:<20}{statistics.median(values):>8.2f}{max(values):>8.2f}")
-    shutil.rmtree(WORK, ignore_errors=True)
+        print(f"{name:<20}{percentile(sorted(values), 50):>8.2f}{max(values):>8.2f}")
 
 
 if __name__ == "__main__":

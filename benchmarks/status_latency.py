@@ -7,9 +7,10 @@ it through the shim, waits until every one reports current_step "monitoring", th
 --calls status requests round-robin over the N with one keep-alive httpx client (after a
 warm-up). Then times the same service call in-process (`AutopilotService.status`, no HTTP
 shim), with one shared Prefect client (as the shim holds one) and with a fresh client per read
-(as a one-shot CLI call), and the Prefect reads it is made of. The worker runs with the
-product defaults: runner poll 2 s, monitor poll 30 s, control check 1 s (one flow-run read
-per second per active run).
+(as a one-shot CLI call), and the Prefect reads it is made of. The worker runs with
+the product defaults: runner poll 1 s, flow-run heartbeats off, monitor poll 30 s, control
+check 1 s (one flow-run read per second per active run). The shim answers status from its
+event-fed cache (autopilot/status_cache.py), as it does by default.
 
     .venv/bin/python benchmarks/status_latency.py [--active 10] [--calls 500]
     .venv/bin/python benchmarks/status_latency.py --db postgres --active 100 --round-seconds 2
@@ -18,13 +19,12 @@ per second per active run).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -34,49 +34,29 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-status-"))
 from benchmarks.bench_support import (  # noqa: E402
-    Postgres,
+    Stack,
+    bench_environment,
     code_version,
-    kill_leftovers,
     percentile,
-    start_postgres,
-    start_prefect_server_with,
-    stop_group,
-    wait_for_deployment,
+    running_stack,
 )
 
 # Imported before our environment is set: tests.stack_fixtures imports tests.conftest, which
 # rewrites PREFECT_API_URL, PREFECT_HOME, ... for a test session and makes a temp dir.
 from tests.conftest import SESSION_DIR as _TEST_SESSION_DIR  # noqa: E402
-from tests.helpers import free_port, start_simulator, stop_process  # noqa: E402
+from tests.helpers import stop_process  # noqa: E402
 from tests.stack_fixtures import start_shim  # noqa: E402
 
-PREFECT_PORT = free_port()
-SIM_PORT = free_port()
-os.environ.update(
-    {
-        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-        "PREFECT_HOME": str(WORK / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(WORK / "results"),
-        "AUTOPILOT_DATA_DIR": str(WORK / "data"),
-        "AUTOPILOT_BACKEND_URL": f"http://127.0.0.1:{SIM_PORT}",
-    }
-)
-for _name in list(os.environ):
-    if _name.startswith("AUTOPILOT_") and _name not in {
-        "AUTOPILOT_DATA_DIR",
-        "AUTOPILOT_BACKEND_URL",
-    }:
-        del os.environ[_name]
+atexit.register(shutil.rmtree, _TEST_SESSION_DIR, ignore_errors=True)
+ENV = bench_environment("autopilot-bench-status-")
+WORK = ENV.work
 
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 
 from autopilot.client import MultimoClient  # noqa: E402
 from autopilot.executors import living_executor  # noqa: E402
-from tests.prefect_stack import Worker  # noqa: E402
 
 PREFIX = "/api/simulation/auto-pilot"
 
@@ -223,132 +203,104 @@ def main() -> None:
         "--budget", type=float, default=300, help="max seconds per timed phase (HTTP, in-process)"
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-    pg: Postgres | None = None
-    prefect = simulator = shim = None
-    worker = Worker({**os.environ}, WORK / "worker.log", poll_seconds=2)
     sims: list[str] = []
-    backend: MultimoClient | None = None
     output: list[str] = []
-    succeeded = False
-    try:
-        if args.db == "postgres":
-            pg = start_postgres(free_port())
-            db_url = pg.url
-        else:
-            db_url = f"sqlite+aiosqlite:///{WORK / 'prefect' / 'prefect.db'}"
-        t0 = time.monotonic()
-        prefect = start_prefect_server_with(
-            WORK / "prefect", PREFECT_PORT, WORK / "prefect.log", db_url
-        )
+    with running_stack(
+        ENV, round_seconds=args.round_seconds, prepare_seconds=0.5, report_seconds=0.5, db=args.db
+    ) as stack:
         print(
             f"code {code_version()}; prefect server ({args.db}) healthy in"
-            f" {time.monotonic() - t0:.1f}s"
+            f" {stack.server_seconds:.1f}s"
         )
-        simulator = start_simulator(
-            WORK / "sim",
-            SIM_PORT,
-            round_seconds=args.round_seconds,
-            prepare_seconds=0.5,
-            report_seconds=0.5,
-        )
-        worker.start()
-        wait_for_deployment(worker, WORK / "worker.log")
         shim, shim_url = start_shim({**os.environ}, WORK / "shim.log")
-        backend = MultimoClient(os.environ["AUTOPILOT_BACKEND_URL"])
-        with httpx.Client(base_url=shim_url, timeout=httpx.Timeout(120, connect=10)) as client:
-            t0 = time.monotonic()
-            for _ in range(args.active):
-                sim = backend.create_simulation(
-                    agents=20,
-                    total_simulation_hours=args.rounds,
-                    minutes_per_round=60,
-                    round_seconds=args.round_seconds,
-                )
-                sims.append(sim)
-                post(client, "config", simulation_id=sim, mode="auto")
-                post(client, "start", simulation_id=sim)
-            print(
-                f"{args.active} auto-pilots configured and started in {time.monotonic() - t0:.1f}s"
-            )
-
-            # One Prefect query per check (N status calls per check would load the box).
-            deadline = time.monotonic() + args.ready_timeout
-            while (counts := step_counts()).get("monitoring", 0) < len(sims):
-                if counts.get("FAILED") or counts.get("CRASHED"):
-                    raise RuntimeError(f"auto-pilot(s) failed or crashed: {counts}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"not all monitoring after {args.ready_timeout}s: {counts}")
-                print(f"  {time.monotonic() - t0:6.0f}s: running task runs {counts}")
-                time.sleep(10)
-            # A sample through the shim (every timed call below is checked as well).
-            answers = [post(client, "status", simulation_id=s)["current_step"] for s in sims[:10]]
-            if set(answers) != {"monitoring"}:
-                raise RuntimeError(f"the shim disagrees: {Counter(answers)}")
-            ready_s = time.monotonic() - t0
-            print(f"all {args.active} monitoring {ready_s:.0f}s after the first start")
-            for i in range(min(10, args.calls)):  # warm-up: connection, code paths
-                post(client, "status", simulation_id=sims[i % len(sims)])
-            t0 = time.monotonic()
-            cpu0 = session_cpu_seconds(prefect.pid)
-            http_samples, not_monitoring = time_http(client, sims, args.calls, args.budget)
-            http_wall = time.monotonic() - t0
-            server_cpu = (session_cpu_seconds(prefect.pid) - cpu0) / http_wall
-            load = os.getloadavg()[0]
-        # Printed as soon as measured: a long run may be interrupted later.
-        output.append(f"\n{args.db}: {args.active} active auto-pilots, round {args.round_seconds}s")
-        output.append(f"{'':<46}{'p50 ms':>8}{'p99 ms':>8}{'mean':>8}{'max':>9}")
-        output.append(
-            f"{f'POST /status via shim ({len(http_samples)} calls)':<46}{stats_ms(http_samples)}"
-        )
-        output.append(
-            f"  ({http_wall:.1f}s wall, {len(http_samples) / http_wall:.1f} req/s;"
-            f" {not_monitoring} answers not 'monitoring'; Prefect server CPU {server_cpu:.0%}"
-            f" of one core meanwhile, load average {load:.1f} on {os.cpu_count()} cores)"
-        )
-        print("\n".join(output), flush=True)
-        in_process = time_in_process(sims, args.in_process_calls, args.budget)
-        lines = []
-        for name, samples in in_process.items():
-            label = f"{name} ({len(samples)})" if name.startswith("service") else name
-            lines.append(f"{label:<46}{stats_ms(samples)}")
-        executors = sum(
-            living_executor(WORK / "data", p.stem) is not None
-            for p in (WORK / "data" / "executors").glob("*.json")
-        )
-        rounds = [backend.run_status(s).current_round for s in sims]
-        lines.append(
-            f"({executors} flow processes alive at the end; simulations at rounds"
-            f" {min(rounds)}..{max(rounds)} of {args.rounds})"
-        )
-        print("\n".join(lines), flush=True)
-        output += lines
-        succeeded = True
-    finally:
-        if backend is not None:
-            for sim in sims:
-                with contextlib.suppress(Exception):
-                    backend.stop(sim)
-            backend.close()
-        if shim is not None:
-            stop_process(shim)
-        worker.stop()
-        if simulator is not None:
-            stop_process(simulator)
-        stop_group(prefect)
-        if pg is not None:
-            pg.stop()
-        leftovers = kill_leftovers(str(WORK))
-        if leftovers:
-            print(f"killed {len(leftovers)} leftover process(es) of this run: {leftovers}")
-        shutil.rmtree(_TEST_SESSION_DIR, ignore_errors=True)
-        if succeeded:
-            shutil.rmtree(WORK, ignore_errors=True)
-        else:
-            print(f"logs kept in {WORK}")
+        stack.cleanup.callback(stop_process, shim)
+        backend = MultimoClient(ENV.sim_url)
+        stack.cleanup.callback(stop_all, backend, sims)
+        measure(args, stack, backend, shim_url, sims, output)
     if output:
         print("\n== summary ==" + "\n".join(output))
+
+
+def stop_all(backend: MultimoClient, sims: list[str]) -> None:
+    for sim in sims:
+        with contextlib.suppress(Exception):
+            backend.stop(sim)
+    backend.close()
+
+
+def measure(
+    args: argparse.Namespace,
+    stack: Stack,
+    backend: MultimoClient,
+    shim_url: str,
+    sims: list[str],
+    output: list[str],
+) -> None:
+    with httpx.Client(base_url=shim_url, timeout=httpx.Timeout(120, connect=10)) as client:
+        t0 = time.monotonic()
+        for _ in range(args.active):
+            sim = backend.create_simulation(
+                agents=20,
+                total_simulation_hours=args.rounds,
+                minutes_per_round=60,
+                round_seconds=args.round_seconds,
+            )
+            sims.append(sim)
+            post(client, "config", simulation_id=sim, mode="auto")
+            post(client, "start", simulation_id=sim)
+        print(f"{args.active} auto-pilots configured and started in {time.monotonic() - t0:.1f}s")
+
+        # One Prefect query per check (N status calls per check would load the box).
+        deadline = time.monotonic() + args.ready_timeout
+        while (counts := step_counts()).get("monitoring", 0) < len(sims):
+            if counts.get("FAILED") or counts.get("CRASHED"):
+                raise RuntimeError(f"auto-pilot(s) failed or crashed: {counts}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not all monitoring after {args.ready_timeout}s: {counts}")
+            print(f"  {time.monotonic() - t0:6.0f}s: running task runs {counts}")
+            time.sleep(10)
+        # A sample through the shim (every timed call below is checked as well).
+        answers = [post(client, "status", simulation_id=s)["current_step"] for s in sims[:10]]
+        if set(answers) != {"monitoring"}:
+            raise RuntimeError(f"the shim disagrees: {Counter(answers)}")
+        ready_s = time.monotonic() - t0
+        print(f"all {args.active} monitoring {ready_s:.0f}s after the first start")
+        for i in range(min(10, args.calls)):  # warm-up: connection, code paths
+            post(client, "status", simulation_id=sims[i % len(sims)])
+        t0 = time.monotonic()
+        cpu0 = session_cpu_seconds(stack.prefect.pid)
+        http_samples, not_monitoring = time_http(client, sims, args.calls, args.budget)
+        http_wall = time.monotonic() - t0
+        server_cpu = (session_cpu_seconds(stack.prefect.pid) - cpu0) / http_wall
+        load = os.getloadavg()[0]
+    # Printed as soon as measured: a long run may be interrupted later.
+    output.append(f"\n{args.db}: {args.active} active auto-pilots, round {args.round_seconds}s")
+    output.append(f"{'':<46}{'p50 ms':>8}{'p99 ms':>8}{'mean':>8}{'max':>9}")
+    output.append(
+        f"{f'POST /status via shim ({len(http_samples)} calls)':<46}{stats_ms(http_samples)}"
+    )
+    output.append(
+        f"  ({http_wall:.1f}s wall, {len(http_samples) / http_wall:.1f} req/s;"
+        f" {not_monitoring} answers not 'monitoring'; Prefect server CPU {server_cpu:.0%}"
+        f" of one core meanwhile, load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+    print("\n".join(output), flush=True)
+    in_process = time_in_process(sims, args.in_process_calls, args.budget)
+    lines = []
+    for name, samples in in_process.items():
+        label = f"{name} ({len(samples)})" if name.startswith("service") else name
+        lines.append(f"{label:<46}{stats_ms(samples)}")
+    executors = sum(
+        living_executor(WORK / "data", p.stem) is not None
+        for p in (WORK / "data" / "executors").glob("*.json")
+    )
+    rounds = [backend.run_status(s).current_round for s in sims]
+    lines.append(
+        f"({executors} flow processes alive at the end; simulations at rounds"
+        f" {min(rounds)}..{max(rounds)} of {args.rounds})"
+    )
+    print("\n".join(lines), flush=True)
+    output += lines
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ simulation (10 agents, 3 rounds, round_seconds 0, prepare and report 0.3 s on th
   flow        `auto_pilot(...)` called in this process as a flow against the real server
               (a flow run, five task runs, persisted results, API logs, control checks)
   deployment  a flow run of deployment auto-pilot/local, executed by the worker (runner poll
-              2 s, the product default) in a new process: created → COMPLETED seen
+              1 s, the product default) in a new process: created → COMPLETED seen
   noop-flow   an empty flow in this process: the fixed cost of one flow run
   noop-5tasks the same flow calling five empty tasks with persisted results and a cache key,
               the Prefect part of a step without its work
@@ -34,9 +34,10 @@ Overhead per step, five estimates (medians over the trials; each trial's walls a
   E  (noop-5tasks - noop-flow) / 5            Prefect's cost of one persisted, cached task
                                               (server-side run times)
 
-The fixed cost per flow run (wall - run) includes Prefect 3.9.1's flow heartbeat thread, which
-sleeps in 1 s slices and is joined at the end of every sync flow run: 0-1 s, depending on
-phase, and ~1 s for a short run.
+When flow-run heartbeats are on (`deployments.serve --heartbeat-seconds`, or
+PREFECT_FLOWS_HEARTBEAT_FREQUENCY; off by default), the fixed cost per flow run (wall - run)
+includes Prefect 3.9.1's heartbeat thread, which sleeps in 1 s slices and is joined at the end
+of every sync flow run: 0-1 s, depending on phase.
 
     .venv/bin/python benchmarks/step_overhead.py [--trials 6]
 """
@@ -47,12 +48,8 @@ import argparse
 import contextlib
 import functools
 import logging
-import os
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -63,33 +60,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-steps-"))
-from benchmarks.bench_support import (  # noqa: E402
-    code_version,
-    kill_leftovers,
-    stop_group,
-    wait_for_deployment,
-)
-from tests.helpers import free_port, start_simulator, stop_process, wait_until  # noqa: E402
+from benchmarks.bench_support import bench_environment, code_version, running_stack  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 
-PREFECT_PORT = free_port()
-SIM_PORT = free_port()
-os.environ.update(
-    {
-        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-        "PREFECT_HOME": str(WORK / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(WORK / "results"),
-        "AUTOPILOT_DATA_DIR": str(WORK / "data"),
-        "AUTOPILOT_BACKEND_URL": f"http://127.0.0.1:{SIM_PORT}",
-    }
-)
-for _name in list(os.environ):
-    if _name.startswith("AUTOPILOT_") and _name not in {
-        "AUTOPILOT_DATA_DIR",
-        "AUTOPILOT_BACKEND_URL",
-    }:
-        del os.environ[_name]
+ENV = bench_environment("autopilot-bench-steps-")
 
 from prefect import flow, task  # noqa: E402
 from prefect.logging import get_logger  # noqa: E402
@@ -103,10 +77,8 @@ from tasks.monitor import monitor_simulation  # noqa: E402
 from tasks.prepare import prepare_simulation  # noqa: E402
 from tasks.start import start_simulation  # noqa: E402
 from tests.prefect_stack import (  # noqa: E402
-    Worker,
     launch,
     read_flow_run,
-    start_prefect_server,
     state_type,
     task_runs,
 )
@@ -244,24 +216,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    prefect = simulator = None
-    worker = Worker({**os.environ}, WORK / "worker.log", poll_seconds=2)
     results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     for step in STEPS:
         instrument(step)
     began = time.monotonic()
-    succeeded = False
-    try:
-        prefect = start_prefect_server(WORK / "prefect", PREFECT_PORT, WORK / "prefect.log")
-        simulator = start_simulator(
-            WORK / "sim", SIM_PORT, round_seconds=0, prepare_seconds=0.3, report_seconds=0.3
-        )
-        worker.start()
-        wait_for_deployment(worker, WORK / "worker.log")
+    with running_stack(ENV, round_seconds=0, prepare_seconds=0.3, report_seconds=0.3) as stack:
         print(f"code {code_version()}", flush=True)
-        backend = MultimoClient(os.environ["AUTOPILOT_BACKEND_URL"])
+        backend = MultimoClient(ENV.sim_url)
+        stack.cleanup.callback(backend.close)
 
         def new_sim() -> str:
             return backend.create_simulation(
@@ -290,20 +253,6 @@ def main() -> None:
                 + ", ".join(f"{n} {results[n][-1]['wall'] * 1000:.0f}" for n in VARIANTS)
                 + " ms (wall)"
             )
-        backend.close()
-        succeeded = True
-    finally:
-        worker.stop()
-        if simulator is not None:
-            stop_process(simulator)
-        stop_group(prefect)
-        leftovers = kill_leftovers(str(WORK))
-        if leftovers:
-            print(f"killed {len(leftovers)} leftover process(es) of this run: {leftovers}")
-        if succeeded:
-            shutil.rmtree(WORK, ignore_errors=True)
-        else:
-            print(f"logs kept in {WORK}")
     report(results)
 
 

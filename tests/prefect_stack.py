@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -58,17 +58,24 @@ def _healthy(url: str) -> bool:
 class Worker:
     """The serving process (`python -m deployments.serve`), restartable and killable."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        poll_seconds: float = 1.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.poll_seconds = poll_seconds
+        self.extra_args = list(extra_args)  # more `deployments.serve` options
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deployments.serve", "--poll-seconds", str(self.poll_seconds),
-             "--sweep-seconds", "3"],
+             "--sweep-seconds", "3", *self.extra_args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
             start_new_session=True,
         )  # fmt: skip
