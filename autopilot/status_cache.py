@@ -76,6 +76,9 @@ class StatusCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         # Bumped by every change and invalidation: a read that began before one is not kept.
         self._versions: dict[str, int] = {}
+        # Bumped whenever everything is forgotten (a gap in the stream): a read begun before
+        # a gap may miss a change made in it.
+        self._epoch = 0
         self._due: dict[str, float] = {}
         # Second re-reads, kept apart from `_due` so a burst of events cannot postpone them.
         self._confirms: dict[str, float] = {}
@@ -115,12 +118,13 @@ class StatusCache:
     # -- reading and remembering -----------------------------------------------------
 
     async def _read(self, simulation_id: str) -> StatusInputs:
-        version = self._versions.get(simulation_id, 0)
+        version, epoch = self._versions.get(simulation_id, 0), self._epoch
         healthy_before = self.healthy
         inputs = await self._load(simulation_id)
         self.loads += 1
         # Keep it only if nothing happened meanwhile that it may not show.
-        if healthy_before and self.healthy and self._versions.get(simulation_id, 0) == version:
+        unchanged = self._versions.get(simulation_id, 0) == version and self._epoch == epoch
+        if healthy_before and self.healthy and unchanged:
             self._keep_newer_progress(simulation_id, inputs[1])
             self._entries[simulation_id] = _Entry(inputs, self._clock())
             self._entries.move_to_end(simulation_id)
@@ -150,6 +154,7 @@ class StatusCache:
         self._wake.set()
 
     def _forget_all(self) -> None:
+        self._epoch += 1
         for simulation_id in self._entries:
             self._bump(simulation_id)
         self._entries.clear()

@@ -140,6 +140,33 @@ def time_http(
     return samples, not_monitoring
 
 
+def time_freshness(client: httpx.Client, sims: list[str], trials: int) -> list[float]:
+    """Seconds from a pause (then a resume) made by another process (an in-process service
+    without the shim's cache, as the CLI is) until the shim's status shows it: how stale the
+    shim's remembered answer can be."""
+    from autopilot.service import AutopilotService
+    from autopilot.settings import Settings
+
+    writer = AutopilotService(Settings())
+
+    def shown(sim: str, status: str, timeout: float = 30) -> float:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            if post(client, "status", simulation_id=sim)["status"] == status:
+                return time.perf_counter() - t0
+            time.sleep(0.005)
+        raise TimeoutError(f"{sim} not {status} after {timeout}s")
+
+    samples = []
+    for i in range(trials):
+        sim = sims[i % len(sims)]
+        anyio.run(writer.pause, sim)
+        samples.append(shown(sim, "paused"))
+        anyio.run(writer.resume, sim)
+        samples.append(shown(sim, "active"))
+    return samples
+
+
 def time_in_process(sims: list[str], calls: int, budget: float) -> dict[str, list[float]]:
     """The service call without HTTP, with one shared Prefect client (as the shim holds it)
     and with a fresh client per read (as a one-shot CLI call), and the reads it is made of."""
@@ -196,6 +223,7 @@ def main() -> None:
     parser.add_argument("--active", type=int, default=10)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--in-process-calls", type=int, default=200)
+    parser.add_argument("--freshness-trials", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--round-seconds", type=float, default=0.2)
     parser.add_argument("--ready-timeout", type=float, default=900)
@@ -273,6 +301,8 @@ def measure(
         http_wall = time.monotonic() - t0
         server_cpu = (session_cpu_seconds(stack.prefect.pid) - cpu0) / http_wall
         load = os.getloadavg()[0]
+        cache = client.get("/healthz").json()["data"]["status_cache"]
+        fresh = time_freshness(client, sims, args.freshness_trials)
     # Printed as soon as measured: a long run may be interrupted later.
     output.append(f"\n{args.db}: {args.active} active auto-pilots, round {args.round_seconds}s")
     output.append(f"{'':<46}{'p50 ms':>8}{'p99 ms':>8}{'mean':>8}{'max':>9}")
@@ -283,6 +313,11 @@ def measure(
         f"  ({http_wall:.1f}s wall, {len(http_samples) / http_wall:.1f} req/s;"
         f" {not_monitoring} answers not 'monitoring'; Prefect server CPU {server_cpu:.0%}"
         f" of one core meanwhile, load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+    output.append(
+        f"  (shim status cache {cache}; a pause or resume by another process shown after"
+        f" p50 {percentile(sorted(fresh), 50) * 1000:.0f} ms, max {max(fresh) * 1000:.0f} ms"
+        f" over {len(fresh)})"
     )
     print("\n".join(output), flush=True)
     in_process = time_in_process(sims, args.in_process_calls, args.budget)

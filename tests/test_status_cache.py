@@ -247,3 +247,21 @@ def test_nothing_is_served_from_memory_while_the_progress_poll_fails():
         assert mode_of(await cache.get("sim")) == "auto"
 
     run_cache_test(body)
+
+
+def test_a_read_that_spanned_a_gap_in_the_stream_is_not_remembered():
+    async def body(cache: StatusCache, fake: FakePrefect) -> None:
+        fake.records["sim"] = (SimulationConfig(mode="manual"), None)
+        fake.load_gate = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(cache.get, "sim")
+            await fake.loading.wait()
+            # The stream drops and comes back while the read is under way: a change in the gap
+            # may be missing from what it read.
+            connections = fake.connections
+            await fake.drop_stream()
+            await await_until(lambda: fake.connections > connections and cache.healthy, timeout=5)
+            fake.load_gate.set()
+        assert "sim" not in cache._entries
+
+    run_cache_test(body)
