@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import math
 import os
 import pwd
 import shutil
@@ -35,8 +36,8 @@ from tests.helpers import free_port, start_simulator, stop_process, wait_until  
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
+    """Nearest-rank percentile of already sorted values (the median of 5 is the 3rd)."""
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q / 100 * len(sorted_values)) - 1))
     return sorted_values[index]
 
 
