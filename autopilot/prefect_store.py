@@ -46,7 +46,7 @@ SIMULATION_TAG = "autopilot-sim:"
 RUN_HISTORY_LIMIT = 50
 
 # The events that can change a status: run and step states, new progress artifacts, the
-# per-simulation variable. (Progress *updates* emit no event in Prefect 3.9: they are polled.)
+# per-simulation variable. (Progress *updates* are polled instead: see status_cache.py.)
 STATUS_EVENT_PREFIXES = [
     "prefect.flow-run.",
     "prefect.task-run.",

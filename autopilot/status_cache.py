@@ -8,8 +8,9 @@ memory and Prefect tells it what changed:
 - run, step, new-artifact and variable events mark the simulation for a re-read shortly
   after (`settle`) and once more later (`confirm`), because a step's state reaches the
   database through the server's event pipeline and may land after the event is delivered;
-- progress *updates* emit no event in Prefect 3.9, so the latest progress of all cached
-  active runs is read in one query every `progress_every`;
+- progress *updates* are not followed as events (the server emits none; the flow's client
+  emits `prefect.artifact.updated`, one per round, which would cost a full re-read each):
+  the latest progress of all cached active runs is read in one query every `progress_every`;
 - this process's own writes (start, pause, ...) drop the entry: the next status reads anew;
 - an entry is re-read in the background at half its `max_age` and never served older.
 
