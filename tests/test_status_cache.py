@@ -10,7 +10,7 @@ tests/faults.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -178,16 +178,26 @@ def test_an_own_write_is_read_back_at_once():
     run_cache_test(body)
 
 
+async def read_while(
+    cache: StatusCache, fake: FakePrefect, meanwhile: Callable[[], Awaitable[None]]
+) -> None:
+    """One status read of "sim" that waits in Prefect until `meanwhile` has happened."""
+    fake.records["sim"] = (SimulationConfig(mode="manual"), None)
+    fake.load_gate = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(cache.get, "sim")
+        await fake.loading.wait()
+        await meanwhile()
+        fake.load_gate.set()
+    fake.load_gate = None
+
+
 def test_a_read_that_raced_a_change_is_not_remembered():
     async def body(cache: StatusCache, fake: FakePrefect) -> None:
-        fake.records["sim"] = (SimulationConfig(mode="manual"), None)
-        fake.load_gate = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(cache.get, "sim")
-            await fake.loading.wait()
-            cache.invalidate("sim")  # a write finished while the read was under way
-            fake.load_gate.set()
-        fake.load_gate = None
+        async def write_finishes() -> None:
+            cache.invalidate("sim")
+
+        await read_while(cache, fake, write_finishes)
         assert "sim" not in cache._entries
         fake.records["sim"] = (SimulationConfig(mode="auto"), None)
         assert mode_of(await cache.get("sim")) == "auto"
@@ -251,17 +261,13 @@ def test_nothing_is_served_from_memory_while_the_progress_poll_fails():
 
 def test_a_read_that_spanned_a_gap_in_the_stream_is_not_remembered():
     async def body(cache: StatusCache, fake: FakePrefect) -> None:
-        fake.records["sim"] = (SimulationConfig(mode="manual"), None)
-        fake.load_gate = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(cache.get, "sim")
-            await fake.loading.wait()
-            # The stream drops and comes back while the read is under way: a change in the gap
-            # may be missing from what it read.
+        async def stream_drops_and_returns() -> None:
+            # A change made in the gap may be missing from what the read saw.
             connections = fake.connections
             await fake.drop_stream()
             await await_until(lambda: fake.connections > connections and cache.healthy, timeout=5)
-            fake.load_gate.set()
+
+        await read_while(cache, fake, stream_drops_and_returns)
         assert "sim" not in cache._entries
 
     run_cache_test(body)
