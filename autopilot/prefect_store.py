@@ -44,6 +44,8 @@ B = TypeVar("B")
 
 SIMULATION_TAG = "autopilot-sim:"
 RUN_HISTORY_LIMIT = 50
+# The most rows one Prefect read returns (its default PREFECT_API_DEFAULT_LIMIT).
+PAGE = 200
 
 # The events that can change a status: run and step states, new progress artifacts, the
 # per-simulation variable. (Progress *updates* are polled instead: see status_cache.py.)
@@ -304,23 +306,25 @@ class PrefectStore:
         return config, latest
 
     async def latest_progress(self, flow_run_ids: list[str]) -> dict[str, ProgressRecord]:
-        """The newest progress of each of these runs that wrote any, in one read."""
-        if not flow_run_ids:
-            return {}
+        """The newest progress of each of these runs that wrote any: one read per page of
+        runs (Prefect answers at most `PAGE` rows; a run has one progress collection)."""
+        found: dict[str, ProgressRecord] = {}
         async with self._api() as client:
-            collections = await client.read_latest_artifacts(
-                artifact_filter=ArtifactCollectionFilter(
-                    flow_run_id=ArtifactCollectionFilterFlowRunId(
-                        any_=[UUID(i) for i in flow_run_ids]
+            for start in range(0, len(flow_run_ids), PAGE):
+                page = flow_run_ids[start : start + PAGE]
+                collections = await client.read_latest_artifacts(
+                    artifact_filter=ArtifactCollectionFilter(
+                        flow_run_id=ArtifactCollectionFilterFlowRunId(any_=[UUID(i) for i in page]),
+                        type=ArtifactCollectionFilterType(any_=["progress"]),
                     ),
-                    type=ArtifactCollectionFilterType(any_=["progress"]),
-                ),
-            )
-        return {
-            str(collection.flow_run_id): _progress_record(collection)
-            for collection in collections
-            if collection.flow_run_id is not None
-        }
+                    limit=PAGE,
+                )
+                found.update(
+                    (str(collection.flow_run_id), _progress_record(collection))
+                    for collection in collections
+                    if collection.flow_run_id is not None
+                )
+        return found
 
     async def follow_changes(self, connected: Callable[[], None]) -> AsyncIterator[ChangeRefs]:
         """What each status-relevant Prefect event touched, until the stream drops.
