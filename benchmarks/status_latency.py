@@ -293,8 +293,12 @@ def measure(
             raise RuntimeError(f"the shim disagrees: {Counter(answers)}")
         ready_s = time.monotonic() - t0
         print(f"all {args.active} monitoring {ready_s:.0f}s after the first start")
-        for i in range(min(10, args.calls)):  # warm-up: connection, code paths
-            post(client, "status", simulation_id=sims[i % len(sims)])
+        # Warm-up: every simulation's first status is read from Prefect and remembered.
+        first_calls = []
+        for sim in sims:
+            t_first = time.perf_counter()
+            post(client, "status", simulation_id=sim)
+            first_calls.append(time.perf_counter() - t_first)
         t0 = time.monotonic()
         cpu0 = session_cpu_seconds(stack.prefect.pid)
         http_samples, not_monitoring = time_http(client, sims, args.calls, args.budget)
@@ -313,6 +317,9 @@ def measure(
         f"  ({http_wall:.1f}s wall, {len(http_samples) / http_wall:.1f} req/s;"
         f" {not_monitoring} answers not 'monitoring'; Prefect server CPU {server_cpu:.0%}"
         f" of one core meanwhile, load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+    output.append(
+        f"{f'  first status of each simulation ({len(first_calls)})':<46}{stats_ms(first_calls)}"
     )
     output.append(
         f"  (shim status cache {cache}; a pause or resume by another process shown after"
