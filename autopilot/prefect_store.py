@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -121,6 +122,8 @@ class ChangeRefs:
     simulation_ids: frozenset[str]
     flow_run_ids: frozenset[str]
     variable_names: frozenset[str]
+    # When it happened: how far behind the stream runs.
+    occurred: datetime | None = None
 
 
 def _change_refs(event: Any) -> ChangeRefs:
@@ -133,7 +136,9 @@ def _change_refs(event: Any) -> ChangeRefs:
             flow_run_ids.add(rid.removeprefix("prefect.flow-run."))
     if event.event.startswith("prefect.variable.") and event.resource.name:
         names.add(event.resource.name)
-    return ChangeRefs(frozenset(simulation_ids), frozenset(flow_run_ids), frozenset(names))
+    return ChangeRefs(
+        frozenset(simulation_ids), frozenset(flow_run_ids), frozenset(names), event.occurred
+    )
 
 
 def _progress_record(artifact: Any) -> ProgressRecord:

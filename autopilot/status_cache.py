@@ -15,9 +15,10 @@ memory and Prefect tells it what changed:
 - an entry is re-read in the background at half its `max_age` (60 s) and never served older;
   re-reads run `refresh_concurrency` at a time.
 
-The memory is trusted only while the event stream is connected and the progress poll
-succeeds: on any gap everything is dropped and status reads Prefect directly, as it does in
-processes that do not run the cache (the CLI).
+The memory is trusted only while the event stream is connected and keeps up (events
+arrive within `max_lag` of happening) and the progress poll succeeds: on any gap
+everything is dropped and status reads Prefect directly, as it does in processes that do
+not run the cache (the CLI).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -60,6 +61,9 @@ class CacheTimings:
     # Re-reads at once: one at a time, 100 age-based re-reads queued ahead of an event's
     # re-read held it back 13 s on a loaded 2-core box.
     refresh_concurrency: int = 8
+    # Events delivered later than this after they happened: the stream is backed up (a
+    # loaded server), so the memory may miss changes still in the pipe.
+    max_lag: float = 2.0
 
 
 class StatusCache:
@@ -88,6 +92,7 @@ class StatusCache:
         # Second re-reads, kept apart from `_due` so a burst of events cannot postpone them.
         self._confirms: dict[str, float] = {}
         self._connected = False
+        self._lagging = False
         self._progress_ok_at: float | None = None
         self._wake = anyio.Event()
         self.hits = 0
@@ -98,7 +103,7 @@ class StatusCache:
     @property
     def healthy(self) -> bool:
         """Connected to the event stream, and the last progress poll is recent."""
-        if not self._connected or self._progress_ok_at is None:
+        if not self._connected or self._lagging or self._progress_ok_at is None:
             return False
         return self._clock() - self._progress_ok_at < 3 * self.timings.progress_every + 2.0
 
@@ -197,6 +202,12 @@ class StatusCache:
         self._connected = True
 
     def _on_change(self, refs: ChangeRefs) -> None:
+        if refs.occurred is not None:
+            lag = (datetime.now(UTC) - refs.occurred).total_seconds()
+            if lag > self.timings.max_lag and not self._lagging:
+                logger.info("Prefect events arrive %.1fs late; status reads directly", lag)
+                self._forget_all()
+            self._lagging = lag > self.timings.max_lag
         touched = set(refs.simulation_ids) & self._entries.keys()
         if refs.flow_run_ids or refs.variable_names:
             for simulation_id, entry in self._entries.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -83,12 +83,15 @@ class FakePrefect:
                 raise ConnectionError("stream dropped")
             yield refs
 
-    async def notify(self, simulation_id: str = "", flow_run_id: str = "", name: str = "") -> None:
+    async def notify(
+        self, simulation_id: str = "", flow_run_id: str = "", name: str = "", late: float = 0.0
+    ) -> None:
         await self._send.send(
             ChangeRefs(
                 frozenset([simulation_id] if simulation_id else []),
                 frozenset([flow_run_id] if flow_run_id else []),
                 frozenset([name] if name else []),
+                datetime.now(UTC) - timedelta(seconds=late),
             )
         )
 
@@ -293,5 +296,25 @@ def test_a_burst_of_re_reads_is_worked_off_in_parallel():
             else False,
             timeout=3, message="the re-read behind the burst",
         )  # fmt: skip
+
+    run_cache_test(body)
+
+
+def test_nothing_is_served_from_memory_while_events_arrive_late():
+    async def body(cache: StatusCache, fake: FakePrefect) -> None:
+        fake.records["sim"] = (SimulationConfig(mode="manual"), None)
+        await cache.get("sim")
+        # A backed-up server: changes still in its pipe may be missing from memory.
+        await fake.notify(simulation_id="other", late=10)
+        await await_until(lambda: not cache.healthy, timeout=5, message="cache distrusted")
+        fake.records["sim"] = (SimulationConfig(mode="auto"), None)
+        assert mode_of(await cache.get("sim")) == "auto"
+        # Caught up: trusted again.
+        await fake.notify(simulation_id="other")
+        await await_until(lambda: cache.healthy, timeout=5, message="cache trusted again")
+        await cache.get("sim")
+        loads = fake.loads
+        await cache.get("sim")
+        assert fake.loads == loads
 
     run_cache_test(body)
