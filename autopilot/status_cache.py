@@ -12,7 +12,8 @@ memory and Prefect tells it what changed:
   emits `prefect.artifact.updated`, one per round, which would cost a full re-read each):
   the latest progress of all cached active runs is read in one query every `progress_every`;
 - this process's own writes (start, pause, ...) drop the entry: the next status reads anew;
-- an entry is re-read in the background at half its `max_age` (60 s) and never served older;
+- an entry is re-read in the background at half its `max_age` (5 s) and never served older,
+  since Prefect silently drops events for a subscriber that falls 256 behind;
   re-reads run `refresh_concurrency` at a time.
 
 The memory is trusted only while the event stream is connected and keeps up (events
@@ -55,7 +56,9 @@ class CacheTimings:
     settle: float = 0.3
     confirm: float = 2.0
     progress_every: float = 1.0
-    max_age: float = 60.0
+    # Prefect drops events for a subscriber more than 256 behind (server/events/stream.py),
+    # silently: this bounds how stale a lost event can leave a status.
+    max_age: float = 5.0
     reconnect_every: float = 1.0
     capacity: int = 5000
     # Re-reads at once: one at a time, 100 age-based re-reads queued ahead of an event's
