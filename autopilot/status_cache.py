@@ -94,6 +94,8 @@ class StatusCache:
         self._due: dict[str, float] = {}
         # Second re-reads, kept apart from `_due` so a burst of events cannot postpone them.
         self._confirms: dict[str, float] = {}
+        # Re-reads under way: a hot simulation must not queue one per request meanwhile.
+        self._refreshing: set[str] = set()
         self._connected = False
         self._lagging = False
         self._progress_ok_at: float | None = None
@@ -118,7 +120,8 @@ class StatusCache:
             if age < self.timings.max_age:
                 self.hits += 1
                 self._entries.move_to_end(simulation_id)
-                if age > self.timings.max_age / 2:
+                stale_soon = age > self.timings.max_age / 2
+                if stale_soon and simulation_id not in self._refreshing:
                     self._schedule(simulation_id, 0.0)
                 return entry.inputs
         return await self._read(simulation_id)
@@ -242,8 +245,12 @@ class StatusCache:
                     await self._wake.wait()
 
     async def _refresh(self, simulation_id: str, limiter: anyio.CapacityLimiter) -> None:
-        async with limiter:
-            await self._refresh_now(simulation_id)
+        self._refreshing.add(simulation_id)
+        try:
+            async with limiter:
+                await self._refresh_now(simulation_id)
+        finally:
+            self._refreshing.discard(simulation_id)
 
     async def _refresh_now(self, simulation_id: str) -> None:
         if simulation_id not in self._entries or not self.healthy:
