@@ -26,13 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.helpers import free_port, start_simulator, stop_process, wait_until  # noqa: E402
+from tests.helpers import free_port, start_simulator, stop_process  # noqa: E402
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -66,37 +64,11 @@ def pss_kb(pid: int) -> int | None:
 def start_prefect_server_with(
     home: Path, port: int, log_path: Path, database_url: str
 ) -> subprocess.Popen[bytes]:
-    """`prefect server start` as tests/prefect_stack.py starts it, on `database_url`."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api/health"
+    """`prefect server start` as the tests start it, on `database_url` (3 min: PostgreSQL
+    migrations on a loaded box)."""
+    from tests.prefect_stack import start_prefect_server
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            return True
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=180, interval=0.25, message="prefect server health")
-    if proc.poll() is not None:
-        raise RuntimeError(f"prefect server exited: see {log_path}")
-    return proc
+    return start_prefect_server(home, port, log_path, database_url, timeout=180)
 
 
 def stop_group(proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:

@@ -24,15 +24,24 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENT = "auto-pilot/local"
 
 
-def start_prefect_server(home: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `prefect server start` and wait until it answers /api/health."""
+def start_prefect_server(
+    home: Path,
+    port: int,
+    log_path: Path,
+    database_url: str | None = None,
+    timeout: float = 120,
+) -> subprocess.Popen[bytes]:
+    """Start `prefect server start` (SQLite in `home` unless `database_url` is given) and wait
+    until it answers /api/health."""
     home.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
     }
     env.pop("PREFECT_API_URL", None)
     log = log_path.open("ab")
@@ -42,7 +51,7 @@ def start_prefect_server(home: Path, port: int, log_path: Path) -> subprocess.Po
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api/health"
-    wait_until(lambda: _healthy(url) or proc.poll() is not None, timeout=120, interval=0.25)
+    wait_until(lambda: _healthy(url) or proc.poll() is not None, timeout=timeout, interval=0.25)
     if proc.poll() is not None:
         raise RuntimeError(f"prefect server exited: see {log_path}")
     return proc
