@@ -18,9 +18,19 @@ def _zero_if_none(value: Any) -> Any:
     return 0 if value is None else value
 
 
+# A simulation in one of these states has been prepared (multimo keeps `running` even after
+# its run completed).
+PREPARED_STATES = frozenset({"ready", "running", "paused", "completed", "stopped"})
+
+
 class SimulationInfo(BackendModel):
     simulation_id: str
     status: str = "created"
+    error: str | None = None
+
+    @property
+    def is_prepared(self) -> bool:
+        return self.status in PREPARED_STATES
 
 
 class PrepareAccepted(BackendModel):
@@ -36,13 +46,36 @@ class PrepareStatus(BackendModel):
     message: str | None = None
     error: str | None = None
     already_prepared: bool = False
+    # multimo's finished task carries the preparation's own outcome here: a task can end
+    # `completed` while `result.status` is `failed` (the reason in `result.error`).
+    result: dict[str, Any] | None = None
 
     _zero = field_validator("progress", mode="before")(_zero_if_none)
 
     @property
-    def is_ready(self) -> bool:
-        """Preparation finished: the simulation can be started."""
-        return self.already_prepared or self.status in {"ready", "completed"}
+    def already_ready(self) -> bool:
+        """The backend says the simulation is prepared (asked by simulation id)."""
+        return self.already_prepared or self.status == "ready"
+
+    @property
+    def task_ended(self) -> bool:
+        """The preparation task finished, successfully or not: its outcome must be checked."""
+        return self.status in {"completed", "failed"}
+
+    @property
+    def succeeded(self) -> bool:
+        """The backend reports a finished, successful preparation (still confirm that the
+        simulation itself is prepared: see `SimulationInfo.is_prepared`)."""
+        return self.already_ready or (self.status == "completed" and self.failure is None)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the preparation failed, if the task or its result says it did."""
+        result = self.result if isinstance(self.result, dict) else {}
+        if self.status == "failed" or result.get("status") == "failed":
+            reason = result.get("error") or self.error or self.message
+            return str(reason) if reason else "the backend gave no reason"
+        return None
 
 
 class RunStatus(BackendModel):
@@ -55,6 +88,7 @@ class RunStatus(BackendModel):
     reddit_actions_count: int = 0
     total_actions_count: int = 0
     error: str | None = None
+    started_at: str | None = None
     updated_at: str | None = None
 
     _zero = field_validator(
@@ -72,6 +106,7 @@ class StartAccepted(BackendModel):
     simulation_id: str | None = None
     runner_status: str | None = None
     total_rounds: int | None = None
+    started_at: str | None = None
 
 
 class ReportAccepted(BackendModel):

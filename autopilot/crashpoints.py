@@ -15,9 +15,10 @@ Points:
 from __future__ import annotations
 
 import os
-import re
 import signal
 from pathlib import Path
+
+from autopilot.names import crashpoint_dir_name
 
 POINTS = frozenset(
     {"prepare-requested", "start-accepted", "monitor-polled", "report-requested", "report-done"}
@@ -27,8 +28,7 @@ POINTS = frozenset(
 def _point_path(data_dir: Path, simulation_id: str, point: str) -> Path:
     if point not in POINTS:
         raise ValueError(f"unknown crash point {point!r}; known: {', '.join(sorted(POINTS))}")
-    safe_id = re.sub(r"[^A-Za-z0-9_-]", "-", simulation_id)
-    return data_dir / "crashpoints" / safe_id / point
+    return data_dir / "crashpoints" / crashpoint_dir_name(simulation_id) / point
 
 
 def arm(data_dir: Path, simulation_id: str, point: str, times: int = 1) -> None:

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from autopilot.api_models import Mode
+
 
 class Step(StrEnum):
     """Step names exactly as the original API spells them (CONTRACT.md part A)."""
@@ -28,6 +30,33 @@ class RunOptions(BaseModel):
     poll_interval: float | None = Field(default=None, gt=0)
     stall_timeout: float | None = Field(default=None, gt=0)
     outage_tolerance: float | None = Field(default=None, ge=0)
+    # First wait after a failed backend call (doubling up to 30 s); tests make it short.
+    outage_base_delay: float | None = Field(default=None, gt=0)
+
+
+class SimulationConfig(BaseModel):
+    """The per-simulation Prefect variable: the mode and the current generation.
+
+    `generation_id` is random and part of every checkpoint key: a generation counter that
+    restarts (a lost Prefect database) can never reach the checkpoints of an earlier life.
+    """
+
+    mode: Mode = Mode.MANUAL
+    generation: int = 0
+    generation_id: str | None = None
+
+
+class BackendBaseline(BaseModel):
+    """What the backend held when the generation began, in the backend's own terms.
+
+    "Did this happen in our generation?" is decided against this record (a run with another
+    start, a report with another id), never by comparing the backend's clock with ours.
+    """
+
+    runner_status: str = "idle"
+    run_started_at: str | None = None
+    run_updated_at: str | None = None
+    report_ids: list[str] = Field(default_factory=list)
 
 
 class StepContext(BaseModel):
@@ -35,8 +64,7 @@ class StepContext(BaseModel):
 
     simulation_id: str
     generation: int = 0
-    # Backend activity older than this belongs to an earlier generation, not to us.
-    generation_started_at: datetime
+    generation_id: str
     options: RunOptions = Field(default_factory=RunOptions)
 
 
@@ -44,6 +72,8 @@ class PrepareResult(BaseModel):
     simulation_id: str
     task_id: str | None = None
     already_prepared: bool = False
+    # Taken before preparing, checkpointed with it: every attempt of the generation sees it.
+    baseline: BackendBaseline = Field(default_factory=BackendBaseline)
 
 
 class StartResult(BaseModel):
@@ -51,6 +81,8 @@ class StartResult(BaseModel):
     adopted: bool = False
     runner_status: str
     total_rounds: int = 0
+    # The backend's start time of the run we started or adopted (its identity).
+    run_started_at: str | None = None
 
 
 class MonitorResult(BaseModel):

@@ -6,8 +6,6 @@ Every Prefect call of the service goes through here, so an unreachable Prefect A
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,17 +31,16 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, State
-from pydantic import BaseModel
 
-from autopilot.api_models import Mode
+from autopilot import names
 from autopilot.errors import Conflict, PrefectUnavailable
+from autopilot.models import SimulationConfig
 from autopilot.progress_codec import decode_description
 from autopilot.status_projection import ProgressRecord, RunSnapshot, StepRecord
 
 A = TypeVar("A")
 B = TypeVar("B")
 
-SIMULATION_TAG = "autopilot-sim:"
 RUN_HISTORY_LIMIT = 50
 # The most rows one Prefect read returns (its default PREFECT_API_DEFAULT_LIMIT).
 PAGE = 200
@@ -56,26 +53,6 @@ STATUS_EVENT_PREFIXES = [
     "prefect.artifact-collection.",
     "prefect.variable.",
 ]
-
-
-class SimulationConfig(BaseModel):
-    """The per-simulation variable."""
-
-    mode: Mode = Mode.MANUAL
-    generation: int = 0
-
-
-def variable_name(simulation_id: str) -> str:
-    """Prefect variable names allow lowercase letters, digits, `-` and `_` only."""
-    safe = re.sub(r"[^a-z0-9_-]", "-", simulation_id.lower())
-    if safe != simulation_id:
-        # Two ids that differ only in case or punctuation must not share a variable.
-        safe += "-" + hashlib.sha1(simulation_id.encode()).hexdigest()[:8]
-    return f"autopilot-{safe}"[:255]
-
-
-def simulation_tag(simulation_id: str) -> str:
-    return f"{SIMULATION_TAG}{simulation_id}"
 
 
 class ConnectionRefused(httpx.TransportError):
@@ -127,17 +104,23 @@ class ChangeRefs:
 
 
 def _change_refs(event: Any) -> ChangeRefs:
-    simulation_ids, flow_run_ids, names = set(), set(), set()
+    simulation_ids: set[str] = set()
+    flow_run_ids: set[str] = set()
+    variable_names: set[str] = set()
     for resource in [event.resource, *event.related]:
         rid = resource.id
-        if rid.startswith("prefect.tag." + SIMULATION_TAG):
-            simulation_ids.add(rid.removeprefix("prefect.tag." + SIMULATION_TAG))
+        tagged = names.simulation_of_tag(rid.removeprefix("prefect.tag."))
+        if rid.startswith("prefect.tag.") and tagged:
+            simulation_ids.add(tagged)
         elif rid.startswith("prefect.flow-run."):
             flow_run_ids.add(rid.removeprefix("prefect.flow-run."))
     if event.event.startswith("prefect.variable.") and event.resource.name:
-        names.add(event.resource.name)
+        variable_names.add(event.resource.name)
     return ChangeRefs(
-        frozenset(simulation_ids), frozenset(flow_run_ids), frozenset(names), event.occurred
+        frozenset(simulation_ids),
+        frozenset(flow_run_ids),
+        frozenset(variable_names),
+        event.occurred,
     )
 
 
@@ -247,7 +230,7 @@ class PrefectStore:
         async with self._api() as client:
             found = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[simulation_tag(simulation_id)])
+                    tags=FlowRunFilterTags(all_=[names.simulation_tag(simulation_id)])
                 ),
                 sort=FlowRunSort.EXPECTED_START_TIME_DESC,
                 limit=RUN_HISTORY_LIMIT,
@@ -284,8 +267,7 @@ class PrefectStore:
         )
         run.steps = [
             StepRecord(
-                # Task runs are named `{step}-{simulation_id}-g{generation}`.
-                name=task_run.name.split("-", 1)[0],
+                name=names.step_of_task_run(task_run.name),
                 state_type=task_run.state.type.value if task_run.state else "PENDING",
                 state_name=(task_run.state.name if task_run.state else None) or "Pending",
                 interrupted="StepInterrupted"
@@ -301,7 +283,7 @@ class PrefectStore:
     ) -> tuple[SimulationConfig | None, RunSnapshot | None]:
         """The variable and the latest run with its details: two rounds of parallel reads."""
         config, runs = await both(
-            lambda: self.read_config_or_none(variable_name(simulation_id)),
+            lambda: self.read_config_or_none(names.variable_name(simulation_id)),
             lambda: self.runs(simulation_id),
         )
         latest = runs[0] if runs else None
@@ -367,7 +349,7 @@ class PrefectStore:
             run = await client.create_flow_run_from_deployment(
                 deployment.id,
                 parameters={"simulation_id": simulation_id, "generation": generation},
-                tags=["autopilot", simulation_tag(simulation_id), f"generation:{generation}"],
+                tags=names.run_tags(simulation_id, generation),
                 idempotency_key=key,
             )
             snapshot = _snapshot(run)

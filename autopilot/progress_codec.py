@@ -32,8 +32,3 @@ def decode_description(description: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return decoded if isinstance(decoded, dict) else None
-
-
-def artifact_key(simulation_id: str) -> str:
-    """Artifact keys allow only lowercase letters, digits and dashes."""
-    return "autopilot-" + re.sub(r"[^a-z0-9-]", "-", simulation_id.lower())

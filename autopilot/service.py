@@ -12,7 +12,6 @@ concurrent starts create one flow run.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -20,6 +19,7 @@ from uuid import UUID
 import anyio
 from anyio.abc import TaskGroup
 
+from autopilot import names
 from autopilot.api_models import (
     AutopilotStatus,
     ConfigResult,
@@ -31,7 +31,8 @@ from autopilot.api_models import (
 )
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
-from autopilot.prefect_store import PrefectStore, SimulationConfig, variable_name
+from autopilot.models import SimulationConfig, Step
+from autopilot.prefect_store import PrefectStore
 from autopilot.settings import Settings
 from autopilot.status_cache import CacheTimings, StatusCache, StatusInputs
 from autopilot.status_projection import RunSnapshot, is_active, no_state, project
@@ -39,14 +40,13 @@ from autopilot.status_projection import RunSnapshot, is_active, no_state, projec
 logger = logging.getLogger(__name__)
 
 _TERMINAL_UNSUCCESSFUL = {"FAILED", "CANCELLED", "CRASHED"}
-
-
-_SIMULATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+# A run that reached one of these steps may have started the simulation on the backend.
+_STARTED_STEPS = {Step.STARTING.value, Step.MONITORING.value, Step.GENERATING_REPORT.value}
 
 
 def check_simulation_id(simulation_id: str) -> None:
     """Ids go into backend URLs and Prefect names: letters, digits, `_ . : -` only."""
-    if not _SIMULATION_ID.match(simulation_id):
+    if not names.is_valid_simulation_id(simulation_id):
         raise InvalidInput(
             "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
             "(starting with a letter or digit)",
@@ -54,10 +54,18 @@ def check_simulation_id(simulation_id: str) -> None:
         )
 
 
-def idempotency_key(simulation_id: str, generation: int, attempt: int) -> str:
-    """One flow run per simulation, generation and attempt, however many starts race."""
-    key = f"autopilot-{simulation_id}-g{generation}"
-    return key if attempt == 0 else f"{key}-a{attempt}"
+def started_by_current_generation(config: SimulationConfig, latest: RunSnapshot | None) -> bool:
+    """Whether the current generation's run got as far as starting the simulation: only then
+    is stopping the simulation on the backend ours to do (never one started by hand)."""
+    if latest is None or latest.generation < config.generation:
+        return False
+    return any(step.name in _STARTED_STEPS for step in latest.steps)
+
+
+def next_generation(config: SimulationConfig, latest: RunSnapshot | None) -> None:
+    """Move the config on to a new generation with a new identity (pure, in place)."""
+    config.generation = max(config.generation, latest.generation if latest else 0) + 1
+    config.generation_id = names.new_generation_id()
 
 
 def parse_mode(mode: str | None) -> Mode:
@@ -150,18 +158,21 @@ class AutopilotService:
             return False
 
     async def _config(self, simulation_id: str) -> SimulationConfig:
-        return await self.store.read_config(variable_name(simulation_id))
+        return await self.store.read_config(names.variable_name(simulation_id))
 
     async def _save(self, simulation_id: str, config: SimulationConfig) -> None:
-        await self.store.write_config(variable_name(simulation_id), config)
+        await self.store.write_config(names.variable_name(simulation_id), config)
 
-    async def _cancel_active(self, simulation_id: str, latest: RunSnapshot | None) -> None:
-        """Cancel the active run (if any) and stop the simulation on the backend."""
+    async def _cancel_active(
+        self, simulation_id: str, config: SimulationConfig, latest: RunSnapshot | None
+    ) -> None:
+        """Cancel the active run (if any); stop the simulation if this generation started it."""
         if is_active(latest):
             assert latest is not None
             await self.store.cancel(UUID(latest.flow_run_id), latest.state_type)
         # A suspended run has no process to run the cancellation hook: stop it ourselves.
-        await self._stop_backend(simulation_id)
+        if started_by_current_generation(config, latest):
+            await self._stop_backend(simulation_id)
 
     # -- the seven operations --------------------------------------------------------------
 
@@ -209,8 +220,14 @@ class AutopilotService:
         if force or (latest is not None and latest.generation == config.generation and
                      latest.state_type == "COMPLETED"):  # fmt: skip
             if active:
-                await self._cancel_active(simulation_id, latest)
-            config.generation = max(config.generation, latest.generation if latest else 0) + 1
+                # Its steps tell whether it started the simulation (runs() has no details).
+                detailed = await self.store.latest_run(simulation_id)
+                await self._cancel_active(simulation_id, config, detailed)
+            next_generation(config, latest)
+            await self._save(simulation_id, config)
+        elif config.generation_id is None:
+            # First start (or a variable from before generation ids): give it an identity.
+            config.generation_id = names.new_generation_id()
             await self._save(simulation_id, config)
         attempt = sum(
             1
@@ -220,7 +237,9 @@ class AutopilotService:
         created = await self.store.create_run(
             simulation_id,
             config.generation,
-            idempotency_key(simulation_id, config.generation, attempt),
+            names.idempotency_key(
+                simulation_id, config.generation, config.generation_id or "", attempt
+            ),
         )
         message = "auto-pilot restarted (new generation)" if force else "auto-pilot started"
         return self._start_result(simulation_id, config, created, message, force)
@@ -316,9 +335,9 @@ class AutopilotService:
     async def _stop(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
-        await self._cancel_active(simulation_id, latest)
+        await self._cancel_active(simulation_id, config, latest)
         if latest is not None and latest.generation >= config.generation:
-            config.generation = latest.generation + 1
+            next_generation(config, latest)
             await self._save(simulation_id, config)
         return ControlResult(
             simulation_id=simulation_id,
@@ -353,8 +372,8 @@ class AutopilotService:
     async def _reset(self, simulation_id: str) -> ResetResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
-        await self._cancel_active(simulation_id, latest)
-        config.generation = max(config.generation, latest.generation if latest else 0) + 1
+        await self._cancel_active(simulation_id, config, latest)
+        next_generation(config, latest)
         await self._save(simulation_id, config)
         return ResetResult(
             simulation_id=simulation_id,

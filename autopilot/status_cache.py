@@ -35,7 +35,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from autopilot.prefect_store import ChangeRefs, SimulationConfig, variable_name
+from autopilot.models import SimulationConfig
+from autopilot.names import variable_name
+from autopilot.prefect_store import ChangeRefs
 from autopilot.status_projection import ProgressRecord, RunSnapshot, is_active
 
 logger = logging.getLogger(__name__)

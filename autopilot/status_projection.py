@@ -107,8 +107,12 @@ def clean_error(message: str | None) -> str | None:
     return _EXCEPTION_PREFIX.sub("", message.strip(), count=1) or message
 
 
-def _last_completed_step(steps: list[StepRecord]) -> str | None:
-    done = {s.name for s in steps if s.state_type == "COMPLETED"}
+def _last_completed_step(run: RunSnapshot) -> str | None:
+    if run.state_type == "COMPLETED":
+        # The run's own state is written before its steps' records, which reach Prefect's
+        # database through the event pipeline: a Completed run has finished every step.
+        return Step.COMPLETED.value
+    done = {s.name for s in run.steps if s.state_type == "COMPLETED"}
     completed = [name for name in STEP_ORDER if name in done]
     return completed[-1] if completed else None
 
@@ -130,8 +134,16 @@ def _current_step(run: RunSnapshot, last_completed: str | None) -> str:
     return STEP_ORDER[min(index + 1, len(STEP_ORDER) - 1)]
 
 
-def _error_step(steps: list[StepRecord]) -> str | None:
-    failed = [s.name for s in steps if s.state_type in {"FAILED", "CRASHED"} and not s.interrupted]
+def _error_step(run: RunSnapshot) -> str | None:
+    # The flow records the failed step in its last progress before the run is Failed, so it
+    # does not depend on the lagging task-run records.
+    if run.progress is not None and run.progress.step == Step.FAILED.value:
+        recorded = run.progress.detail.get("error_step")
+        if isinstance(recorded, str) and recorded in STEP_ORDER:
+            return recorded
+    failed = [
+        s.name for s in run.steps if s.state_type in {"FAILED", "CRASHED"} and not s.interrupted
+    ]
     return failed[-1] if failed else None
 
 
@@ -166,7 +178,7 @@ def project(
     status = _STATUS_BY_STATE.get(run.state_type, Status.INACTIVE)
     if is_stale_crash(run, now):
         status = Status.FAILED
-    last_completed = _last_completed_step(run.steps)
+    last_completed = _last_completed_step(run)
     current = _current_step(run, last_completed)
     progress, detail, message = 0, {}, run.state_name
     if run.progress is not None and run.progress.step == current:
@@ -190,7 +202,7 @@ def project(
         completed_at=run.end_time if status is Status.COMPLETED else None,
         failed_at=(run.end_time or run.state_timestamp) if failed else None,
         error=(clean_error(run.state_message) or "the run's process died") if failed else None,
-        error_step=(_error_step(run.steps) or current) if failed else None,
+        error_step=(_error_step(run) or current) if failed else None,
         last_completed_step=last_completed,
         retry_count=max(0, run.run_count - 1),
         message=f"auto-pilot is {status.value} ({run.state_name})",

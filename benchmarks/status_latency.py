@@ -172,7 +172,8 @@ def time_in_process(sims: list[str], calls: int, budget: float) -> dict[str, lis
     and with a fresh client per read (as a one-shot CLI call), and the reads it is made of."""
     from prefect.client.orchestration import get_client
 
-    from autopilot.service import AutopilotService, variable_name
+    from autopilot.names import variable_name
+    from autopilot.service import AutopilotService
     from autopilot.settings import Settings
 
     shared = AutopilotService(Settings())  # opened below: one client, like the shim

@@ -53,7 +53,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,7 @@ from prefect.logging import get_logger  # noqa: E402
 
 from autopilot.client import MultimoClient  # noqa: E402
 from autopilot.models import RunOptions, StepContext  # noqa: E402
+from autopilot.names import new_generation_id  # noqa: E402
 from flows.auto_pilot import auto_pilot  # noqa: E402
 from tasks.complete import complete  # noqa: E402
 from tasks.generate_report import generate_report  # noqa: E402
@@ -132,7 +132,7 @@ def run_direct(sim: str) -> dict[str, float]:
     ctx = StepContext(
         simulation_id=sim,
         generation=0,
-        generation_started_at=datetime.now(UTC),
+        generation_id=new_generation_id(),
         options=RunOptions(poll_interval=POLL),
     )
     BODIES.clear()
@@ -140,11 +140,11 @@ def run_direct(sim: str) -> dict[str, float]:
         # "Artifact creation outside of a flow or task run is deprecated": it still works.
         warnings.simplefilter("ignore", FutureWarning)
         t0 = time.perf_counter()
-        prepare_simulation.fn(ctx)
-        start_simulation.fn(ctx)
+        prepared = prepare_simulation.fn(ctx)
+        start_simulation.fn(ctx, prepared.baseline)
         monitored = monitor_simulation.fn(ctx)
-        report = generate_report.fn(ctx)
-        complete.fn(ctx, report)
+        report = generate_report.fn(ctx, prepared.baseline)
+        complete.fn(ctx, monitored, report)
         wall = time.perf_counter() - t0
     assert monitored.current_round == ROUNDS, monitored
     return {"wall": wall, **bodies()}

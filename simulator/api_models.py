@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from simulator.faults import FaultSpec
+from simulator.faults import FIXED_ROUTES, FaultSpec
 
 SimulationId = Field(min_length=1, max_length=200)
+# A chosen id is one path component and one URL segment: no "/", no leading "." (so never
+# "." or ".."), nothing that needs quoting.
+CHOSEN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 
 
 class _Body(BaseModel):
@@ -17,6 +20,8 @@ class _Body(BaseModel):
 
 
 class CreateRequest(_Body):
+    # Optional: tests need ids they choose (e.g. two differing only in punctuation).
+    simulation_id: str | None = Field(default=None, pattern=CHOSEN_ID_PATTERN)
     project_id: str | None = None
     enable_twitter: bool = True
     enable_reddit: bool = True
@@ -27,6 +32,15 @@ class CreateRequest(_Body):
     # Per-simulation override of the server's seconds per round (tests use it to slow one run).
     round_seconds: float | None = Field(default=None, ge=0, le=3600)
     faults: FaultSpec | None = None
+
+    @field_validator("simulation_id")
+    @classmethod
+    def _not_a_route(cls, value: str | None) -> str | None:
+        # /api/simulation/start is a route: a simulation called "start" could not be told
+        # apart from it in paths (see faults.FIXED_ROUTES).
+        if value in FIXED_ROUTES:
+            raise ValueError(f"{value!r} names a fixed route and cannot be a simulation id")
+        return value
 
 
 class SimulationRef(_Body):

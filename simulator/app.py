@@ -8,7 +8,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from simulator import errors, prepare, report_task, routes_control, routes_report, routes_simulation
+from simulator import (
+    clock,
+    errors,
+    prepare,
+    report_task,
+    routes_control,
+    routes_report,
+    routes_simulation,
+)
 from simulator.context import Context
 from simulator.faults import FaultMiddleware
 from simulator.runner import RunManager
@@ -20,7 +28,12 @@ def create_app(
     round_seconds: float = 1.0,
     prepare_seconds: float = 2.0,
     report_seconds: float = 1.0,
+    clock_offset_seconds: float = 0.0,
+    timestamp_zone: str = clock.UTC_NAME,
 ) -> FastAPI:
+    """The clock settings are process-wide (and inherited by run processes): one app per
+    process, as `serve` runs it."""
+    clock.configure(clock_offset_seconds, timestamp_zone)
     store = Store(Path(data_dir))
     ctx = Context(
         store=store,

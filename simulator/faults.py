@@ -17,29 +17,46 @@ apply to every simulation. In a POST, only the keys present are changed; `null` 
   Run-status stays frozen at `running` (a dead process, as the monitor must detect it). The
   server does not respawn it while it lives; a restarted server resumes it as any other.
   `POST /api/sim/kill-run {"simulation_id"}` SIGKILLs the run process immediately.
+- `unavailable_routes: {"<METHOD> <path>": K, ...}` -- the next K requests for that
+  simulation whose method and path equal the key (`"POST /api/simulation/start"`,
+  `"GET /api/simulation/<id>/run-status"` with the literal id, ...) answer 503 like
+  `unavailable_requests`, one unit each, so exactly the first call of one step can fail. A
+  request matching a route spends that route's unit, not one of `unavailable_requests`. The
+  map sent replaces the previous one; `GET /api/sim/faults` shows the counts left.
 - `fail_prepare: true` -- the next preparation task fails ("injected preparation failure").
+- `prepare_result_failed: "<reason>"` -- the next preparation "completes" but failed, as the
+  real multimo reports it: task `status: "completed"`, `progress: 100`, `result:
+  {"simulation_id", "status": "failed", "error": "<reason>"}`; the simulation is not
+  prepared, its status is `failed` and its `error` the reason. Spent by that one preparation
+  (a global one by the next preparation of any simulation), so the following prepares
+  normally.
 - `fail_report: true` -- report generation fails ("injected report failure").
 
-A request is "for a simulation" when its path, query string or JSON body carries that
-simulation_id. The control endpoints under `/api/sim/` are never affected, so a test can
-always switch faults off again.
+A request is "for a simulation" when its path (`/api/simulation/<id>[/...]`), query string
+or JSON body carries that simulation_id. The control endpoints under `/api/sim/` are never
+affected, so a test can always switch faults off again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import time
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulator.store import Store, read_faults, write_faults
 
 GLOBAL = "*"
+# Path segments after /api/simulation/ that name a route, not a simulation (create refuses
+# them as ids, so a segment is an id exactly when it is not one of these).
+FIXED_ROUTES = frozenset({"create", "prepare", "start", "stop", "list"})
+_ROUTE_KEY = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /\S*$")
 
 
 class FaultSpec(BaseModel):
@@ -50,8 +67,19 @@ class FaultSpec(BaseModel):
     unavailable_seconds: float | None = Field(default=None, ge=0)
     delay_seconds: float | None = Field(default=None, ge=0, le=300)
     kill_run_at_round: int | None = Field(default=None, ge=1)
+    unavailable_routes: dict[str, Annotated[int, Field(ge=0)]] | None = None
     fail_prepare: bool | None = None
+    prepare_result_failed: str | None = Field(default=None, min_length=1, max_length=2000)
     fail_report: bool | None = None
+
+    @field_validator("unavailable_routes")
+    @classmethod
+    def _route_keys(cls, routes: dict[str, int] | None) -> dict[str, int] | None:
+        # A key that can never equal "<METHOD> <path>" would silently disable the outage.
+        for key in routes or {}:
+            if not _ROUTE_KEY.match(key):
+                raise ValueError(f'route key {key!r} is not "<METHOD> /<path>"')
+        return routes
 
 
 def apply_spec(current: dict[str, Any], spec: FaultSpec, clear: bool = False) -> dict[str, Any]:
@@ -77,7 +105,9 @@ def public_view(simulation_id: str, config: dict[str, Any]) -> dict[str, Any]:
         "unavailable_seconds_remaining": round(remaining, 3),
         "delay_seconds": config.get("delay_seconds", 0),
         "kill_run_at_round": config.get("kill_run_at_round"),
+        "unavailable_routes": dict(config.get("unavailable_routes") or {}),
         "fail_prepare": bool(config.get("fail_prepare")),
+        "prepare_result_failed": config.get("prepare_result_failed"),
         "fail_report": bool(config.get("fail_report")),
     }
 
@@ -87,20 +117,43 @@ def effective(conn: sqlite3.Connection, simulation_id: str) -> dict[str, Any]:
     return {**read_faults(conn, GLOBAL), **read_faults(conn, simulation_id)}
 
 
-def consume_request(store: Store, simulation_id: str) -> tuple[float, bool]:
-    """(delay, unavailable) for one request, spending one unit of `unavailable_requests`."""
+def take_once(conn: sqlite3.Connection, simulation_id: str, key: str) -> Any:
+    """Spend a one-shot switch inside the caller's write transaction: the simulation's own
+    first, else the global one. Returns its value, or None when neither is set."""
+    for owner in (simulation_id, GLOBAL):
+        config = read_faults(conn, owner)
+        value = config.pop(key, None)
+        if value is not None:
+            write_faults(conn, owner, config)
+            return value
+    return None
+
+
+def _route_left(config: dict[str, Any], route: str) -> int:
+    return int((config.get("unavailable_routes") or {}).get(route) or 0)
+
+
+def consume_request(store: Store, simulation_id: str, route: str = "") -> tuple[float, bool]:
+    """(delay, unavailable) for one request (`route` is "<METHOD> <path>"), spending one unit
+    of its route's outage if it has one left, else of `unavailable_requests`."""
     with store.read() as conn:
         configs = {k: read_faults(conn, k) for k in (simulation_id, GLOBAL)}
     delay = max(float(c.get("delay_seconds") or 0) for c in configs.values())
     now = time.time()
     if any((c.get("unavailable_until") or 0) > now for c in configs.values()):
         return delay, True
-    if not any(c.get("unavailable_requests") for c in configs.values()):
+    if not any(c.get("unavailable_requests") or _route_left(c, route) for c in configs.values()):
         return delay, False
     # Re-read under the write lock: concurrent requests must not spend the same unit twice.
     with store.write() as conn:
-        for key in (simulation_id, GLOBAL):
-            config = read_faults(conn, key)
+        owned = [(key, read_faults(conn, key)) for key in (simulation_id, GLOBAL)]
+        for key, config in owned:
+            left = _route_left(config, route)
+            if left > 0:
+                config["unavailable_routes"] = {**config["unavailable_routes"], route: left - 1}
+                write_faults(conn, key, config)
+                return delay, True
+        for key, config in owned:
             left = int(config.get("unavailable_requests") or 0)
             if left > 0:
                 config["unavailable_requests"] = left - 1
@@ -111,8 +164,10 @@ def consume_request(store: Store, simulation_id: str) -> tuple[float, bool]:
 
 def _simulation_id_of(path: str, query: bytes, body: bytes) -> str | None:
     parts = path.strip("/").split("/")
-    if len(parts) >= 3 and parts[:2] == ["api", "simulation"] and parts[2].startswith("sim_"):
-        return parts[2]
+    # Any id, chosen ones included: only the fixed routes' own segments are not ids.
+    segment = parts[2] if len(parts) >= 3 and parts[:2] == ["api", "simulation"] else ""
+    if segment and segment not in FIXED_ROUTES:
+        return segment
     found = parse_qs(query.decode("latin-1")).get("simulation_id")
     if found:
         return found[0]
@@ -148,7 +203,8 @@ class FaultMiddleware:
         body = b"".join(chunks)
         sim_id = _simulation_id_of(path, scope.get("query_string", b""), body)
         if sim_id is not None:
-            delay, unavailable = await asyncio.to_thread(consume_request, self.store, sim_id)
+            route = f"{scope.get('method', '')} {path}"
+            delay, unavailable = await asyncio.to_thread(consume_request, self.store, sim_id, route)
             if delay:
                 await asyncio.sleep(delay)
             if unavailable:

@@ -2,6 +2,11 @@
 
 Like multimo there is no duplicate guard: each accepted call starts its own task (and is
 ledgered), which is exactly what lets a test catch a client that prepares twice.
+
+A task ends `failed` (it broke) or `completed` with a `result` saying what became of the
+simulation: `ready`, or -- as multimo reports a preparation that did not work out --
+`failed` with an `error`, leaving the simulation unprepared and itself `failed`. A client
+that trusts the task status alone is caught by the `prepare_result_failed` switch.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ def task_view(task: dict[str, Any]) -> dict[str, Any]:
     }
     if task["error"]:
         view["error"] = task["error"]
+    if task["status"] == "completed":
+        result: dict[str, Any] = {"simulation_id": task["simulation_id"], "status": "ready"}
+        if task["result_error"]:
+            result.update(status="failed", error=task["result_error"])
+        view["result"] = result
     return view
 
 
@@ -54,11 +64,14 @@ def submit(store: Store, simulation_id: str, prepare_seconds: float) -> dict[str
         task_id = f"task_{uuid.uuid4().hex[:12]}"
         now = now_iso()
         conn.execute(
-            "INSERT INTO prepare_tasks VALUES (?, ?, 'pending', 0, 'Queued', NULL, ?, ?)",
+            "INSERT INTO prepare_tasks (task_id, simulation_id, status, progress, message,"
+            " created_at, updated_at) VALUES (?, ?, 'pending', 0, 'Queued', ?, ?)",
             (task_id, simulation_id, now, now),
         )
+        # A new attempt: the reason an earlier result failed no longer describes it.
         conn.execute(
-            "UPDATE simulations SET status = 'preparing', updated_at = ? WHERE simulation_id = ?",
+            "UPDATE simulations SET status = 'preparing', error = NULL, updated_at = ?"
+            " WHERE simulation_id = ?",
             (now, simulation_id),
         )
         append_ledger(conn, simulation_id, "prepare", {"task_id": task_id})
@@ -173,6 +186,8 @@ def _prepare(store: Store, simulation_id: str, task_id: str, prepare_seconds: fl
             platforms = [p for p in ("twitter", "reddit") if sim[f"enable_{p}"]]
             config = build_config(simulation_id, sim["seed"], sim["agents"], platforms)
     config_json = json.dumps(config)
+    # Written even if the result turns out failed below: the config is deterministic from the
+    # seed, unused while the simulation is unprepared, and a duplicate task may need it.
     path = store.sim_dir(simulation_id) / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -180,15 +195,31 @@ def _prepare(store: Store, simulation_id: str, task_id: str, prepare_seconds: fl
     os.replace(tmp, path)  # atomic: a reader never sees half a config
     now = now_iso()
     with store.write() as conn:
-        conn.execute(
-            # A second (duplicate) task finishing late must not turn a running sim to ready.
-            "UPDATE simulations SET status = CASE WHEN prepared = 1 THEN status ELSE 'ready'"
-            " END, prepared = 1, config_json = ?, updated_at = ? WHERE simulation_id = ?",
-            (config_json, now, simulation_id),
-        )
+        # Spent in the transaction that ends the task: a preparation cut short by a restart
+        # starts over and still meets the switch.
+        reason = faults.take_once(conn, simulation_id, "prepare_result_failed")
+        if reason is None:
+            conn.execute(
+                # A second (duplicate) task finishing late must not turn a running sim to ready.
+                "UPDATE simulations SET status = CASE WHEN prepared = 1 THEN status ELSE 'ready'"
+                " END, prepared = 1, config_json = ?, error = NULL, updated_at = ?"
+                " WHERE simulation_id = ?",
+                (config_json, now, simulation_id),
+            )
+        else:
+            conn.execute(
+                # Nor may a late failed result undo a duplicate task's successful preparation.
+                "UPDATE simulations SET status = 'failed', error = ?, updated_at = ?"
+                " WHERE simulation_id = ? AND prepared = 0",
+                (str(reason), now, simulation_id),
+            )
         conn.execute(
             "UPDATE prepare_tasks SET status = 'completed', progress = 100,"
-            " message = 'Preparation completed', updated_at = ? WHERE task_id = ?",
-            (now, task_id),
+            " message = 'Preparation completed', result_error = ?, updated_at = ?"
+            " WHERE task_id = ?",
+            (None if reason is None else str(reason), now, task_id),
         )
-    log.info("%s: prepared (%s agents)", simulation_id, sim["agents"])
+    if reason is None:
+        log.info("%s: prepared (%s agents)", simulation_id, sim["agents"])
+    else:
+        log.info("%s: preparation completed with a failed result: %s", simulation_id, reason)

@@ -1,4 +1,9 @@
-"""Report generation tasks and the multimo report endpoints' semantics (quirks included)."""
+"""Report generation tasks and the multimo report endpoints' semantics (quirks included).
+
+"Newest" means most recently created, taken from the row order (rowid), never from
+`created_at`: those strings follow the configurable clock (clock.py), and a server restarted
+with another zone or offset would otherwise sort an older report first.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +62,7 @@ def submit(store: Store, simulation_id: str, report_seconds: float) -> dict[str,
         existing = conn.execute(
             "SELECT * FROM reports WHERE simulation_id = ? AND epoch = ?"
             " AND status IN ('completed', 'pending', 'processing')"
-            " ORDER BY created_at DESC LIMIT 1",
+            " ORDER BY rowid DESC LIMIT 1",
             (simulation_id, run["epoch"]),
         ).fetchone()
         if existing is not None:
@@ -94,7 +99,7 @@ def status(store: Store, simulation_id: str) -> dict[str, Any]:
             "SELECT r.* FROM reports r JOIN runs u ON u.simulation_id = r.simulation_id"
             " AND u.epoch = r.epoch WHERE r.simulation_id = ?"
             " AND r.status IN ('completed', 'pending', 'processing')"
-            " ORDER BY r.status = 'completed', r.created_at DESC LIMIT 1",
+            " ORDER BY r.status = 'completed', r.rowid DESC LIMIT 1",
             (simulation_id,),
         ).fetchone()
     if row is None:
@@ -122,11 +127,11 @@ def list_reports(store: Store, simulation_id: str | None) -> list[dict[str, Any]
     with store.read() as conn:
         if simulation_id:
             rows = conn.execute(
-                "SELECT * FROM reports WHERE simulation_id = ? ORDER BY created_at DESC",
+                "SELECT * FROM reports WHERE simulation_id = ? ORDER BY rowid DESC",
                 (simulation_id,),
             ).fetchall()
         else:
-            rows = conn.execute("SELECT * FROM reports ORDER BY created_at DESC").fetchall()
+            rows = conn.execute("SELECT * FROM reports ORDER BY rowid DESC").fetchall()
     return [report_view(dict(r)) for r in rows]
 
 

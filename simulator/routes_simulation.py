@@ -40,6 +40,8 @@ def simulation_view(ctx: Context, sim: dict[str, Any]) -> dict[str, Any]:
         "round_seconds": sim["round_seconds"],
         "prepared": bool(sim["prepared"]),
         "config_path": str(config_path) if sim["prepared"] else None,
+        # Why the last preparation's result failed (status "failed"); null otherwise.
+        "error": sim["error"],
         "created_at": sim["created_at"],
         "updated_at": sim["updated_at"],
     }
@@ -59,10 +61,13 @@ def create(body: CreateRequest, ctx: Ctx) -> dict[str, Any]:
     total_rounds = int(body.total_simulation_hours * 60) // body.minutes_per_round
     if total_rounds < 1:
         raise ApiError(400, "total_simulation_hours is shorter than one round")
-    sim_id = f"sim_{uuid.uuid4().hex[:12]}"
+    sim_id = body.simulation_id or f"sim_{uuid.uuid4().hex[:12]}"
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     now = now_iso()
     with ctx.store.write() as conn:
+        # Checked under the write lock, so two creates of one chosen id cannot both pass.
+        if conn.execute("SELECT 1 FROM simulations WHERE simulation_id = ?", (sim_id,)).fetchone():
+            raise ApiError(409, f"simulation {sim_id} already exists")
         conn.execute(
             "INSERT INTO simulations (simulation_id, project_id, status, enable_twitter,"
             " enable_reddit, agents, total_simulation_hours, minutes_per_round, total_rounds,"

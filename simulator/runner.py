@@ -80,7 +80,11 @@ class RunManager:
             if sim is None:
                 raise ApiError(404, f"simulation {simulation_id} not found")
             if not sim["prepared"]:
-                raise ApiError(400, "simulation is not prepared; call /api/simulation/prepare")
+                # Also a simulation whose preparation completed with a failed result.
+                why = f" (preparation failed: {sim['error']})" if sim["error"] else ""
+                raise ApiError(
+                    400, f"simulation is not prepared{why}; call /api/simulation/prepare"
+                )
             if platform != "parallel" and not sim[f"enable_{platform}"]:
                 raise ApiError(400, f"platform {platform} is not enabled for this simulation")
             run = conn.execute(
@@ -179,6 +183,8 @@ class RunManager:
     def _spawn(self, simulation_id: str, epoch: int, round_seconds: float) -> None:
         sim_dir = self.store.sim_dir(simulation_id)
         sim_dir.mkdir(parents=True, exist_ok=True)
+        # The whole environment, the clock settings included (see clock.py): a run process
+        # must stamp rounds with the server's clock.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         cmd = [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
+from simulator import clock
 from simulator.app import create_app
 
 
@@ -28,6 +29,8 @@ def serve(
     round_seconds: float = 1.0,
     prepare_seconds: float = 2.0,
     report_seconds: float = 1.0,
+    clock_offset_seconds: float = 0.0,
+    timestamp_zone: str = clock.UTC_NAME,
 ) -> None:
     configure_logging()
     app = create_app(
@@ -35,12 +38,16 @@ def serve(
         round_seconds=round_seconds,
         prepare_seconds=prepare_seconds,
         report_seconds=report_seconds,
+        clock_offset_seconds=clock_offset_seconds,
+        timestamp_zone=timestamp_zone,
     )
     logging.getLogger("simulator").info(
-        "simulator on http://%s:%s, data in %s, %ss per round",
+        "simulator on http://%s:%s, data in %s, %ss per round, clock %+gs, timestamps in %s",
         host,
         port,
         Path(data_dir).resolve(),
         round_seconds,
+        clock_offset_seconds,
+        timestamp_zone,
     )
     uvicorn.run(app, host=host, port=port, log_config=None)

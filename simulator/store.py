@@ -11,9 +11,10 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from simulator import clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS simulations (
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS simulations (
     prepared INTEGER NOT NULL DEFAULT 0,
     config_json TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    error TEXT
 );
 CREATE TABLE IF NOT EXISTS prepare_tasks (
     task_id TEXT PRIMARY KEY,
@@ -41,7 +43,8 @@ CREATE TABLE IF NOT EXISTS prepare_tasks (
     message TEXT,
     error TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    result_error TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     simulation_id TEXT PRIMARY KEY,
@@ -109,11 +112,19 @@ CREATE TABLE IF NOT EXISTS faults (
 );
 """
 
+# Columns added after the first release: a data dir made by an older simulator gains them
+# on open (new columns go last in SCHEMA too, so both layouts agree).
+ADDED_COLUMNS = {
+    "simulations": {"error": "TEXT"},  # why the last preparation's result failed
+    "prepare_tasks": {"result_error": "TEXT"},  # set: completed, but result.status failed
+}
+
 BUSY_TIMEOUT_MS = 30_000
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    """Every stored or served timestamp; the clock's offset and zone apply (see clock.py)."""
+    return clock.now_iso()
 
 
 def row_dict(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -131,9 +142,20 @@ class Store:
             # WAL is a property of the file: setting it once is enough, but it is idempotent.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            outdated = bool(_missing_columns(conn))
+        if outdated:
+            # Re-checked under the write lock: a run process opening the store at the same
+            # moment must not add the same column twice. (Up to date: no lock taken at all.)
+            with self.write() as conn:
+                for table, name, kind in _missing_columns(conn):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- layout ---------------------------------------------------------------------------
     def sim_dir(self, simulation_id: str) -> Path:
+        # The id is one path component (create validates it); refuse anything that would
+        # step outside sims/ rather than trust every caller.
+        if not simulation_id or "/" in simulation_id or simulation_id in (".", ".."):
+            raise ValueError(f"not a usable simulation id: {simulation_id!r}")
         return self.data_dir / "sims" / simulation_id
 
     def report_dir(self, report_id: str) -> Path:
@@ -190,6 +212,14 @@ class Store:
     def get_faults(self, simulation_id: str) -> dict[str, Any]:
         with self.read() as conn:
             return read_faults(conn, simulation_id)
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    missing = []
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        missing += [(table, name, kind) for name, kind in columns.items() if name not in have]
+    return missing
 
 
 def read_faults(conn: sqlite3.Connection, simulation_id: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""COMPLETED: record the outcome of the attempt."""
+"""COMPLETED: record the outcome of the attempt, and show it as the run's last progress."""
 
 from __future__ import annotations
 
@@ -6,18 +6,34 @@ from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 
-from autopilot.models import Outcome, ReportResult, Step, StepContext
-from tasks.backend import cache_key_for, task_run_name
+from autopilot import names
+from autopilot.models import MonitorResult, Outcome, ReportResult, Step, StepContext
+from tasks.backend import cache_key_for
+from tasks.progress import ProgressPublisher
 
 
 @task(
     name="completed",
-    task_run_name=task_run_name(Step.COMPLETED),
+    task_run_name=names.task_run_name(Step.COMPLETED.value),
     persist_result=True,
     cache_key_fn=cache_key_for(Step.COMPLETED),
 )
-def complete(ctx: StepContext, report: ReportResult) -> Outcome:
+def complete(ctx: StepContext, monitored: MonitorResult, report: ReportResult) -> Outcome:
     """Record that the auto-pilot finished with a report."""
+    # Written before the run is Completed, so anyone who sees the run Completed also finds
+    # this final progress (not the report step's last "writing report" line).
+    ProgressPublisher(ctx.simulation_id, Step.COMPLETED.value).publish(
+        100,
+        f"completed: {monitored.current_round}/{monitored.total_rounds} rounds, "
+        f"report {report.report_id}",
+        {
+            "current_round": monitored.current_round,
+            "total_rounds": monitored.total_rounds,
+            "twitter_actions": monitored.twitter_actions,
+            "reddit_actions": monitored.reddit_actions,
+            "report_id": report.report_id,
+        },
+    )
     get_run_logger().info(
         "auto-pilot for %s (generation %s) completed; report %s",
         ctx.simulation_id,

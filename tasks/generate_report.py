@@ -1,106 +1,135 @@
-"""GENERATING_REPORT: adopt an existing report of this generation, else generate exactly one."""
+"""GENERATING_REPORT: adopt this generation's report if it exists, else generate exactly one."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from autopilot import crashpoints
+from autopilot import crashpoints, names
 from autopilot.backend_models import Report
 from autopilot.client import MultimoClient
-from autopilot.errors import BackendUnavailable, StepFailed
-from autopilot.models import ReportResult, Step, StepContext
-from autopilot.progress_codec import artifact_key
+from autopilot.errors import StepFailed
+from autopilot.models import BackendBaseline, ReportResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step, happened_since
+from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl, StepInterrupted
-from tasks.outage import outage_tracker
+from tasks.outage import OutageTracker, outage_tracker, ride_out
 from tasks.progress import ProgressPublisher
 
+T = TypeVar("T")
 REPORT_POLL_SECONDS = 1.0
 _IN_PROGRESS = {"pending", "processing", "running"}
 
 
-def is_current(report: Report, generation_started_at: datetime) -> bool:
-    """A report made before this generation began describes an earlier run."""
-    return happened_since(report.created_at, generation_started_at) is not False
+def is_this_generations_report(report: Report, baseline: BackendBaseline) -> bool:
+    """A report the backend already had when the generation began describes an earlier run."""
+    return report.report_id not in baseline.report_ids
 
 
-def _existing_report(client: MultimoClient, ctx: StepContext) -> Report | None:
-    for report in client.list_reports(ctx.simulation_id):
-        if report.status == "completed" and is_current(report, ctx.generation_started_at):
+def _existing_report(
+    client: MultimoClient, simulation_id: str, baseline: BackendBaseline
+) -> Report | None:
+    for report in client.list_reports(simulation_id):
+        if report.status == "completed" and is_this_generations_report(report, baseline):
             return report
     return None
 
 
-def _await_report(
-    client: MultimoClient, ctx: StepContext, report_id: str | None, control: RunControl
-) -> Report:
-    """Poll the report task by simulation id until it completes or fails."""
-    progress = ProgressPublisher(ctx.simulation_id, Step.GENERATING_REPORT.value)
-    outage = outage_tracker(ctx.options, Step.GENERATING_REPORT, base_delay=REPORT_POLL_SECONDS)
-    while True:
-        try:
-            status = client.report_generation_status(ctx.simulation_id)
-            outage.recovered()
-        except BackendUnavailable as exc:
-            if (reason := control.wait(outage.failed(exc))) is not None:
-                raise StepInterrupted(reason) from exc
-            continue
-        report_id = (status.report_id if status else None) or report_id
-        if status is None or status.status in {"completed", "failed"}:
-            # 404 "no task in progress": the report itself tells whether it finished.
-            if report_id is None:
-                existing = _existing_report(client, ctx)
-                if existing is not None:
-                    return existing
-                raise StepFailed("report generation vanished", step=Step.GENERATING_REPORT.value)
-            report = client.get_report(report_id)
-            if report.status == "completed":
-                return report
-            if report.status == "failed" or (status is not None and status.status == "failed"):
-                reason = report.error or (status.message if status else None) or "no reason given"
-                raise StepFailed(
-                    f"report generation failed: {reason}", step=Step.GENERATING_REPORT.value
+class _ReportWatch:
+    """Polls one report generation (by simulation id only) until it completes or fails."""
+
+    def __init__(
+        self,
+        client: MultimoClient,
+        ctx: StepContext,
+        baseline: BackendBaseline,
+        control: RunControl,
+        outage: OutageTracker,
+    ) -> None:
+        self.client = client
+        self.ctx = ctx
+        self.baseline = baseline
+        self.control = control
+        self.outage = outage
+        self.progress = ProgressPublisher(ctx.simulation_id, Step.GENERATING_REPORT.value)
+
+    def _call(self, call: Callable[[], T]) -> T:
+        return ride_out(call, self.outage, self.control)
+
+    def until_done(self, report_id: str | None) -> Report:
+        sim = self.ctx.simulation_id
+        while True:
+            status = self._call(lambda: self.client.report_generation_status(sim))
+            report_id = (status.report_id if status else None) or report_id
+            if status is None or status.status in {"completed", "failed"}:
+                # 404 "no task in progress": the report itself tells whether it finished.
+                if report_id is None:
+                    existing = self._call(lambda: _existing_report(self.client, sim, self.baseline))
+                    if existing is not None:
+                        return existing
+                    raise StepFailed(
+                        "report generation vanished", step=Step.GENERATING_REPORT.value
+                    )
+                report = self._call(partial(self.client.get_report, report_id))
+                if report.status == "completed":
+                    return report
+                if report.status == "failed" or (status is not None and status.status == "failed"):
+                    why = report.error or (status.message if status else None) or "no reason given"
+                    raise StepFailed(
+                        f"report generation failed: {why}", step=Step.GENERATING_REPORT.value
+                    )
+            else:
+                self.progress.publish(
+                    status.progress,
+                    f"report: {status.message or status.status} ({status.progress}%)",
+                    {"stage": status.status, "message": status.message or ""},
                 )
-        else:
-            progress.publish(
-                status.progress,
-                f"report: {status.message or status.status} ({status.progress}%)",
-                {"stage": status.status, "message": status.message or ""},
-            )
-        if (reason := control.wait(REPORT_POLL_SECONDS)) is not None:
-            raise StepInterrupted(reason)
+            if (reason := self.control.wait(REPORT_POLL_SECONDS)) is not None:
+                raise StepInterrupted(reason)
 
 
 @checkpointed_step(Step.GENERATING_REPORT)
-def generate_report(ctx: StepContext) -> ReportResult:
+def generate_report(ctx: StepContext, baseline: BackendBaseline) -> ReportResult:
     """Generate the report once and publish it as a Markdown artifact."""
     logger = get_run_logger()
-    control = RunControl(get_settings().control_check_interval)
+    settings = get_settings()
+    control = RunControl(settings.control_check_interval)
+    outage = outage_tracker(ctx.options, Step.GENERATING_REPORT, base_delay=REPORT_POLL_SECONDS)
     with backend_client() as client:
-        report = _existing_report(client, ctx)
+
+        def look_then_generate() -> tuple[Report | None, str | None]:
+            """(this generation's finished report, or the id of the one being made)."""
+            report = _existing_report(client, ctx.simulation_id, baseline)
+            if report is not None:
+                return report, None
+            running = client.report_generation_status(ctx.simulation_id)
+            if running is not None and running.status in _IN_PROGRESS:
+                logger.info("adopting the report generation already in progress")
+                return None, running.report_id
+            accepted = client.generate_report(ctx.simulation_id)
+            crashpoints.reached(settings.data_dir, ctx.simulation_id, "report-requested")
+            logger.info("report generation started: %s", accepted.report_id)
+            return None, accepted.report_id
+
+        report, report_id = ride_out(look_then_generate, outage, control)
         adopted = report is not None
         if report is None:
-            running = client.report_generation_status(ctx.simulation_id)
-            report_id = None
-            if running is None or running.status not in _IN_PROGRESS:
-                accepted = client.generate_report(ctx.simulation_id)
-                report_id = accepted.report_id
-                crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "report-requested")
-                logger.info("report generation started: %s", report_id)
-            else:
-                logger.info("adopting the report generation already in progress")
-            report = _await_report(client, ctx, report_id, control)
+            report = _ReportWatch(client, ctx, baseline, control, outage).until_done(report_id)
         markdown = report.markdown_content or ""
         if not markdown:
-            markdown = client.get_report(report.report_id).markdown_content or ""
-    crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "report-done")
+            finished_id = report.report_id
+            markdown = (
+                ride_out(lambda: client.get_report(finished_id), outage, control).markdown_content
+                or ""
+            )
+    crashpoints.reached(settings.data_dir, ctx.simulation_id, "report-done")
     create_markdown_artifact(
         markdown=markdown or "(the backend returned an empty report)",
-        key=artifact_key(ctx.simulation_id) + "-report",
+        key=names.report_artifact_key(ctx.simulation_id),
         description=f"Report {report.report_id}; chart: {report.chart_path or 'none'}",
     )
     return ReportResult(

@@ -9,15 +9,15 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from autopilot import crashpoints
+from autopilot import crashpoints, names
 from autopilot.backend_models import RunStatus
-from autopilot.errors import BackendUnavailable, StepFailed
+from autopilot.errors import StepFailed
 from autopilot.models import MonitorResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, task_run_name
+from tasks.backend import backend_client
 from tasks.control import RunControl, StepInterrupted
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
-from tasks.outage import outage_tracker
+from tasks.outage import outage_tracker, ride_out
 from tasks.progress import ProgressPublisher
 
 
@@ -50,7 +50,7 @@ def _publish(progress: ProgressPublisher, status: RunStatus) -> None:
 # policy (inputs + run id) and replay an "interrupted" result forever after a resume.
 @task(
     name="monitoring",
-    task_run_name=task_run_name(Step.MONITORING),
+    task_run_name=names.task_run_name(Step.MONITORING.value),
     cache_policy=NO_CACHE,
     persist_result=False,
 )
@@ -70,15 +70,8 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
     progress = ProgressPublisher(ctx.simulation_id, Step.MONITORING.value)
     with backend_client() as client:
         while True:
-            try:
-                status = client.run_status(ctx.simulation_id)
-                outage.recovered()
-                crashpoints.reached(settings.data_dir, ctx.simulation_id, "monitor-polled")
-            except BackendUnavailable as exc:
-                logger.warning("backend unavailable: %s", exc.message)
-                if (reason := control.wait(outage.failed(exc))) is not None:
-                    raise StepInterrupted(reason) from exc
-                continue
+            status = ride_out(lambda: client.run_status(ctx.simulation_id), outage, control)
+            crashpoints.reached(settings.data_dir, ctx.simulation_id, "monitor-polled")
             verdict = classify(status)
             if verdict is not Verdict.UNKNOWN:
                 _publish(progress, status)

@@ -1,21 +1,49 @@
-"""Rides out backend outages for a bounded time, with back-off, then fails the step clearly."""
+"""Rides out backend outages for a bounded time, with back-off, then fails the step clearly.
+
+Every backend call of every step goes through `ride_out`: the first call of a step is as
+exposed to a restarting backend as the hundredth poll.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import RunOptions, Step
 from autopilot.settings import get_settings
+from tasks.control import RunControl, StepInterrupted
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def outage_tracker(options: RunOptions, step: Step, base_delay: float) -> OutageTracker:
-    """The step's tracker, with the run's tolerance or else the worker's."""
+    """The step's tracker, with the run's tolerance (and first wait) or else the worker's."""
     tolerance = options.outage_tolerance
     if tolerance is None:
         tolerance = get_settings().outage_tolerance
-    return OutageTracker(tolerance, step, base_delay)
+    return OutageTracker(tolerance, step, options.outage_base_delay or base_delay)
+
+
+def ride_out(call: Callable[[], T], outage: OutageTracker, control: RunControl) -> T:
+    """`call()` until the backend answers; waits (watching for pause/stop) between tries.
+
+    A call that changes the backend must be a "look, then act" unit: after a timeout the
+    action may have happened, and only looking again tells.
+    """
+    while True:
+        try:
+            value = call()
+        except BackendUnavailable as exc:
+            logger.warning("backend unavailable during %s: %s", outage.step.value, exc.message)
+            if (reason := control.wait(outage.failed(exc))) is not None:
+                raise StepInterrupted(reason) from exc
+            continue
+        outage.recovered()
+        return value
 
 
 class OutageTracker:

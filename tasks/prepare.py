@@ -1,4 +1,8 @@
-"""PREPARING: make the simulation ready, starting preparation at most once."""
+"""PREPARING: make the simulation ready, starting preparation at most once.
+
+Also takes the generation's baseline (what the backend held before this generation acted),
+which is checkpointed with the preparation so every later attempt decides against it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,38 @@ from prefect import get_run_logger
 
 from autopilot import crashpoints
 from autopilot.backend_models import PrepareStatus
-from autopilot.errors import BackendUnavailable, StepFailed
-from autopilot.models import PrepareResult, Step, StepContext
+from autopilot.client import MultimoClient
+from autopilot.errors import StepFailed
+from autopilot.models import BackendBaseline, PrepareResult, Step, StepContext
 from autopilot.settings import get_settings
 from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl, StepInterrupted
-from tasks.outage import outage_tracker
+from tasks.outage import outage_tracker, ride_out
 from tasks.progress import ProgressPublisher
 
 PREPARE_POLL_SECONDS = 1.0
+
+
+def take_baseline(client: MultimoClient, simulation_id: str) -> BackendBaseline:
+    """The backend's run and reports as they are before this generation acts."""
+    run = client.run_status(simulation_id)
+    reports = client.list_reports(simulation_id)
+    return BackendBaseline(
+        runner_status=run.runner_status,
+        run_started_at=run.started_at,
+        run_updated_at=run.updated_at,
+        report_ids=[report.report_id for report in reports],
+    )
+
+
+def preparation_failure(status: PrepareStatus) -> StepFailed | None:
+    """The failure a finished preparation task reports, if any (pure)."""
+    reason = status.failure
+    if reason is None:
+        return None
+    return StepFailed(
+        f"preparation failed: {reason}", step=Step.PREPARING.value, error_code="PREPARE_FAILED"
+    )
 
 
 @checkpointed_step(Step.PREPARING)
@@ -24,47 +51,76 @@ def prepare_simulation(ctx: StepContext) -> PrepareResult:
     settings = get_settings()
     control = RunControl(settings.control_check_interval)
     progress = ProgressPublisher(ctx.simulation_id, Step.PREPARING.value)
+    outage = outage_tracker(ctx.options, Step.PREPARING, base_delay=PREPARE_POLL_SECONDS)
     with backend_client() as client:
-        if client.prepare_status(ctx.simulation_id).is_ready:
-            logger.info("simulation %s is already prepared", ctx.simulation_id)
-            return PrepareResult(simulation_id=ctx.simulation_id, already_prepared=True)
-        task_id: str | None = None
-        # A crash after POST /prepare leaves a preparation running: follow it, never start a twin.
-        if client.get_simulation(ctx.simulation_id).status != "preparing":
+        baseline = ride_out(lambda: take_baseline(client, ctx.simulation_id), outage, control)
+
+        def begin() -> tuple[bool, str | None]:
+            """(already prepared, task id): looks before it acts, so it can be repeated."""
+            if client.prepare_status(ctx.simulation_id).already_ready:
+                return True, None
+            # A crash after POST /prepare leaves a preparation running: follow it, never
+            # start a twin.
+            if client.get_simulation(ctx.simulation_id).status == "preparing":
+                logger.info("adopting the preparation already running for %s", ctx.simulation_id)
+                return False, None
             accepted = client.prepare(ctx.simulation_id)
             if accepted.already_prepared:
-                return PrepareResult(simulation_id=ctx.simulation_id, already_prepared=True)
-            task_id = accepted.task_id
+                return True, None
             crashpoints.reached(settings.data_dir, ctx.simulation_id, "prepare-requested")
-            logger.info("preparation of %s started (task %s)", ctx.simulation_id, task_id)
-        else:
-            logger.info("adopting the preparation already running for %s", ctx.simulation_id)
+            logger.info("preparation of %s started (task %s)", ctx.simulation_id, accepted.task_id)
+            return False, accepted.task_id
 
-        outage = outage_tracker(ctx.options, Step.PREPARING, base_delay=PREPARE_POLL_SECONDS)
-        while True:
-            try:
-                status = client.prepare_status(ctx.simulation_id, task_id)
-                outage.recovered()
-            except BackendUnavailable as exc:
-                if (reason := control.wait(outage.failed(exc))) is not None:
-                    raise StepInterrupted(reason) from exc
-                continue
-            if status.is_ready:
-                progress.publish(100, "prepared", {"stage": "prepared", "message": "ready"})
-                return PrepareResult(simulation_id=ctx.simulation_id, task_id=task_id)
-            _fail_if_failed(status)
-            progress.publish(
-                status.progress,
-                f"preparing: {status.progress}%",
-                {"stage": "preparing", "message": status.message or ""},
-            )
-            if (reason := control.wait(PREPARE_POLL_SECONDS)) is not None:
+        ready, task_id = ride_out(begin, outage, control)
+        already_prepared = ready
+        while not ready:
+            if task_id is None:
+                # Adopted: by simulation id alone a task's failure hides (multimo), so follow
+                # the simulation itself until it leaves `preparing`; the check below decides.
+                simulation = ride_out(
+                    lambda: client.get_simulation(ctx.simulation_id), outage, control
+                )
+                ready = simulation.status != "preparing"
+            else:
+                status = ride_out(
+                    lambda: client.prepare_status(ctx.simulation_id, task_id), outage, control
+                )
+                if (failure := preparation_failure(status)) is not None:
+                    raise failure
+                ready = status.succeeded
+                progress.publish(
+                    status.progress,
+                    f"preparing: {status.progress}%",
+                    {"stage": "preparing", "message": status.message or ""},
+                )
+            if not ready and (reason := control.wait(PREPARE_POLL_SECONDS)) is not None:
                 raise StepInterrupted(reason)
+        if already_prepared:
+            # The backend's own check by simulation id (not a task's word for it).
+            return _prepared(ctx, None, True, baseline, progress)
+        # A finished task is not proof: the simulation itself must say it is prepared.
+        simulation = ride_out(lambda: client.get_simulation(ctx.simulation_id), outage, control)
+        if not simulation.is_prepared:
+            reason = simulation.error or f"the simulation is {simulation.status}, not ready"
+            raise StepFailed(
+                f"preparation failed: {reason}",
+                step=Step.PREPARING.value,
+                error_code="PREPARE_FAILED",
+            )
+    return _prepared(ctx, task_id, False, baseline, progress)
 
 
-def _fail_if_failed(status: PrepareStatus) -> None:
-    if status.status == "failed":
-        raise StepFailed(
-            f"preparation failed: {status.error or status.message or 'no reason given'}",
-            step=Step.PREPARING.value,
-        )
+def _prepared(
+    ctx: StepContext,
+    task_id: str | None,
+    already_prepared: bool,
+    baseline: BackendBaseline,
+    progress: ProgressPublisher,
+) -> PrepareResult:
+    progress.publish(100, "prepared", {"stage": "prepared", "message": "ready"})
+    return PrepareResult(
+        simulation_id=ctx.simulation_id,
+        task_id=task_id,
+        already_prepared=already_prepared,
+        baseline=baseline,
+    )

@@ -8,7 +8,8 @@ from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from autopilot.progress_codec import artifact_key, encode_description
+from autopilot.names import progress_artifact_key
+from autopilot.progress_codec import encode_description
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class ProgressPublisher:
             if self._artifact_id is None:
                 self._artifact_id = create_progress_artifact(  # type: ignore[assignment]
                     progress=float(percent),
-                    key=artifact_key(self.simulation_id),
+                    key=progress_artifact_key(self.simulation_id),
                     description=description,
                 )
             else:

@@ -1,63 +1,90 @@
-"""STARTING: start the simulation run once, reconciling with the backend before acting."""
+"""STARTING: start the simulation run once per attempt, reconciling with the backend first.
+
+Checkpointed per attempt (flow run), not per generation: a crash or a pause re-enters the
+same attempt and finds the step done, while a retry after a failure (a new attempt) looks at
+the backend again and starts a run that ended failed or stopped.
+"""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from prefect import get_run_logger
 
 from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
-from autopilot.models import StartResult, Step, StepContext
+from autopilot.models import BackendBaseline, StartResult, Step, StepContext
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step, happened_since
+from tasks.backend import backend_client, checkpointed_step
+from tasks.control import RunControl
+from tasks.outage import outage_tracker, ride_out
 
 # A runner in one of these states was started by someone: starting again would be a twin.
-_ALREADY_STARTED = {"running", "starting", "paused", "stopping"}
+LIVE = frozenset({"running", "starting", "paused", "stopping"})
+_ENDED = frozenset({"completed", "failed", "stopped"})
 
 
-def belongs_to_generation(status: RunStatus, generation_started_at: datetime) -> bool:
-    """Whether the backend's run was touched after this generation began (so it is ours)."""
-    return happened_since(status.updated_at, generation_started_at) is True
+def is_this_generations_run(status: RunStatus, baseline: BackendBaseline) -> bool:
+    """Whether the backend's run belongs to this generation, judged by the backend's own
+    record of it (never by comparing its clock with ours): a run that was live when the
+    generation began was adopted by it; an ended one is ours only if a new run has begun."""
+    if status.runner_status == "idle":
+        return False
+    if baseline.runner_status not in _ENDED:
+        return True
+    if status.started_at is not None or baseline.run_started_at is not None:
+        return status.started_at != baseline.run_started_at
+    # No start time from this backend: an ended run's record stays as it was until a new
+    # run replaces it.
+    return status.updated_at != baseline.run_updated_at
 
 
-def needs_start(status: RunStatus, generation_started_at: datetime) -> bool:
-    """Pure decision: start only if no run is active and no finished run is this generation's."""
-    if status.runner_status in _ALREADY_STARTED:
+def needs_start(status: RunStatus, baseline: BackendBaseline) -> bool:
+    """Pure decision: start unless a run is live or this generation's run completed."""
+    if status.runner_status in LIVE:
         return False
     if status.runner_status == "completed":
-        return not belongs_to_generation(status, generation_started_at)
+        return not is_this_generations_run(status, baseline)
     return True
 
 
-@checkpointed_step(Step.STARTING)
-def start_simulation(ctx: StepContext) -> StartResult:
+@checkpointed_step(Step.STARTING, per_attempt=True)
+def start_simulation(ctx: StepContext, baseline: BackendBaseline) -> StartResult:
     """Start the run unless run-status shows it already started (a crash after POST /start)."""
     logger = get_run_logger()
+    settings = get_settings()
+    control = RunControl(settings.control_check_interval)
+    outage = outage_tracker(ctx.options, Step.STARTING, base_delay=1.0)
     with backend_client() as client:
-        status = client.run_status(ctx.simulation_id)
-        if not needs_start(status, ctx.generation_started_at):
-            logger.info(
-                "simulation %s already %s: adopting it", ctx.simulation_id, status.runner_status
+
+        def look_then_start() -> StartResult:
+            status = client.run_status(ctx.simulation_id)
+            if not needs_start(status, baseline):
+                logger.info(
+                    "simulation %s already %s: adopting it",
+                    ctx.simulation_id,
+                    status.runner_status,
+                )
+                return StartResult(
+                    simulation_id=ctx.simulation_id,
+                    adopted=True,
+                    runner_status=status.runner_status,
+                    total_rounds=status.total_rounds,
+                    run_started_at=status.started_at,
+                )
+            # An ended earlier run must be wiped, or the backend refuses or resumes it.
+            force = status.runner_status in _ENDED
+            accepted = client.start(
+                ctx.simulation_id,
+                platform=ctx.options.platform,
+                max_rounds=ctx.options.max_rounds,
+                force=force,
             )
+            crashpoints.reached(settings.data_dir, ctx.simulation_id, "start-accepted")
+            logger.info("simulation %s started (force=%s)", ctx.simulation_id, force)
             return StartResult(
                 simulation_id=ctx.simulation_id,
-                adopted=True,
-                runner_status=status.runner_status,
-                total_rounds=status.total_rounds,
+                runner_status=accepted.runner_status or "running",
+                total_rounds=accepted.total_rounds or 0,
+                run_started_at=accepted.started_at,
             )
-        # A finished or failed earlier run must be wiped, or the backend refuses or resumes it.
-        force = status.runner_status in {"completed", "failed", "stopped"}
-        accepted = client.start(
-            ctx.simulation_id,
-            platform=ctx.options.platform,
-            max_rounds=ctx.options.max_rounds,
-            force=force,
-        )
-        crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "start-accepted")
-        logger.info("simulation %s started (force=%s)", ctx.simulation_id, force)
-        return StartResult(
-            simulation_id=ctx.simulation_id,
-            runner_status=accepted.runner_status or "running",
-            total_rounds=accepted.total_rounds or 0,
-        )
+
+        return ride_out(look_then_start, outage, control)

@@ -81,9 +81,12 @@ def start_simulator(
     host: str = "127.0.0.1",
     wait: bool = True,
     timeout: float = 20.0,
+    clock_offset_seconds: float = 0.0,
+    timestamp_zone: str = "utc",
 ) -> subprocess.Popen[bytes]:
     """Start `python -m simulator` as a real process; its log goes to data_dir/server-<port>.log.
-    With wait=True, returns once /api/sim/health answers (or raises, killing the process)."""
+    With wait=True, returns once /api/sim/health answers (or raises, killing the process).
+    clock_offset_seconds / timestamp_zone skew the simulator's timestamps (simulator/clock.py)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -102,6 +105,9 @@ def start_simulator(
         str(prepare_seconds),
         "--report-seconds",
         str(report_seconds),
+        # "=" form: a value like "-05:00" would otherwise be taken for an option.
+        f"--clock-offset-seconds={clock_offset_seconds}",
+        f"--timestamp-zone={timestamp_zone}",
     ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))

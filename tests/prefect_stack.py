@@ -123,12 +123,14 @@ def deployment_ready() -> bool:
         return False
 
 
-def launch(simulation_id: str, generation: int = 0, **options: Any) -> UUID:
+def launch(
+    simulation_id: str, generation: int = 0, *, deployment: str = DEPLOYMENT, **options: Any
+) -> UUID:
     """Create a flow run of the deployment without waiting for it."""
     from prefect.deployments import run_deployment
 
     flow_run = run_deployment(
-        name=DEPLOYMENT,
+        name=deployment,
         parameters={"simulation_id": simulation_id, "generation": generation, "options": options},
         timeout=0,
     )

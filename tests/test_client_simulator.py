@@ -71,7 +71,7 @@ def _prepared(client: MultimoClient, **fields: Any) -> str:
     sim_id = client.create_simulation(**fields)
     task_id = client.prepare(sim_id).task_id
     wait_until(
-        lambda: client.prepare_status(sim_id, task_id).is_ready, timeout=10, message="prepared"
+        lambda: client.prepare_status(sim_id, task_id).succeeded, timeout=10, message="prepared"
     )
     return sim_id
 
@@ -120,7 +120,7 @@ def test_prepare_then_status_with_both_ids_until_ready(
 ) -> None:
     sim_id = client.create_simulation(agents=20, total_simulation_hours=4)
     before = client.prepare_status(sim_id)
-    assert (before.status, before.is_ready) == ("not_started", False)
+    assert (before.status, before.succeeded) == ("not_started", False)
 
     accepted = client.prepare(sim_id)
     assert accepted.task_id and not accepted.already_prepared
@@ -130,16 +130,16 @@ def test_prepare_then_status_with_both_ids_until_ready(
         status = client.prepare_status(sim_id, accepted.task_id)
         seen.append(status)
         assert status.status != "failed", status
-        return status if status.is_ready else None
+        return status if status.succeeded else None
 
     final = wait_until(ready, timeout=10, message="preparation completed")
 
     assert final.status == "completed" and final.progress == 100
     assert final.task_id == accepted.task_id and final.already_prepared
     assert all(s.status in ("pending", "processing", "completed") for s in seen)
-    assert not any(s.is_ready for s in seen[:-1])
+    assert not any(s.succeeded for s in seen[:-1])
     by_sim = client.prepare_status(sim_id)
-    assert (by_sim.status, by_sim.progress, by_sim.is_ready) == ("ready", 100, True)
+    assert (by_sim.status, by_sim.progress, by_sim.succeeded) == ("ready", 100, True)
     assert client.get_simulation(sim_id).status == "ready"
     # A prepared simulation is not prepared again (no second task, no second ledger entry).
     again = client.prepare(sim_id)
@@ -147,7 +147,7 @@ def test_prepare_then_status_with_both_ids_until_ready(
     assert backend.ledger_counts(sim_id)["prepare"] == 1
 
 
-def test_is_ready_is_false_for_a_failed_preparation(client: MultimoClient) -> None:
+def test_a_failed_preparation_has_not_succeeded(client: MultimoClient) -> None:
     sim_id = client.create_simulation(
         agents=10, total_simulation_hours=3, faults={"fail_prepare": True}
     )
@@ -159,11 +159,11 @@ def test_is_ready_is_false_for_a_failed_preparation(client: MultimoClient) -> No
 
     failed = wait_until(failed_status, timeout=10, message="preparation failed")
 
-    assert not failed.is_ready
-    assert failed.error == "injected preparation failure"
+    assert not failed.succeeded
+    assert failed.failure == failed.error == "injected preparation failure"
     # The multimo quirk the client works around: by simulation id alone the failure hides.
     hidden = client.prepare_status(sim_id)
-    assert (hidden.status, hidden.is_ready) == ("not_started", False)
+    assert (hidden.status, hidden.succeeded) == ("not_started", False)
 
 
 def test_prepare_unknown_simulation_is_not_found(client: MultimoClient) -> None:

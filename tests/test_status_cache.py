@@ -18,7 +18,8 @@ from typing import Any
 import anyio
 import pytest
 
-from autopilot.prefect_store import ChangeRefs, SimulationConfig
+from autopilot.models import SimulationConfig
+from autopilot.prefect_store import ChangeRefs
 from autopilot.status_cache import CacheTimings, StatusCache, StatusInputs
 from autopilot.status_projection import ProgressRecord, RunSnapshot
 from tests.helpers import await_until

@@ -112,3 +112,46 @@ def test_completed_run_is_at_full_progress():
 def test_clean_error_keeps_plain_text():
     assert clean_error("simulation stalled: no progress") == "simulation stalled: no progress"
     assert clean_error(None) is None
+
+
+def final_progress() -> ProgressRecord:
+    detail = {"current_round": 24, "total_rounds": 24, "twitter_actions": 90, "reddit_actions": 70}
+    return ProgressRecord(100, "completed", detail, "completed: 24/24 rounds", NOW)
+
+
+def test_a_completed_run_read_before_its_step_records_landed_is_completed_throughout():
+    # The race seen on a loaded box: the flow run is Completed while the task-run records
+    # (written through Prefect's event pipeline) still show the report step running and no
+    # `completed` step at all.
+    snapshot = run("COMPLETED", [("preparing", "COMPLETED"), ("starting", "COMPLETED"),
+                                 ("monitoring", "COMPLETED"), ("generating_report", "RUNNING")],
+                   end_time=NOW)  # fmt: skip
+    snapshot.progress = final_progress()
+
+    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+
+    assert (status.status, status.current_step, status.last_completed_step) == (
+        Status.COMPLETED,
+        "completed",
+        "completed",
+    )
+    assert status.step_progress == 100
+    assert status.progress_detail["current_round"] == 24
+    assert status.completed_at == NOW
+
+
+def test_a_failed_run_names_the_step_it_recorded_even_before_the_task_record_lands():
+    # The report step failed; its task-run record, and the monitor's completion, have not
+    # landed yet.
+    snapshot = run("FAILED", [("preparing", "COMPLETED"), ("starting", "COMPLETED"),
+                              ("monitoring", "RUNNING")],
+                   state_message="StepFailed: report generation failed: boom")  # fmt: skip
+    snapshot.progress = ProgressRecord(
+        0, "failed", {"error_step": "generating_report", "error": "boom"}, "x", NOW
+    )
+
+    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+
+    assert status.status is Status.FAILED
+    assert status.error_step == "generating_report"
+    assert status.error == "report generation failed: boom"

@@ -6,16 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autopilot.backend_models import Report, RunStatus
+from autopilot.backend_models import PrepareStatus, Report, RunStatus
 from autopilot.errors import BackendUnavailable, StepFailed
-from autopilot.models import Step
+from autopilot.models import BackendBaseline, Step, StepContext
 from autopilot.progress_codec import decode_description, encode_description
-from tasks.backend import step_cache_key
-from tasks.generate_report import is_current
+from tasks.backend import checkpoint_key
+from tasks.generate_report import is_this_generations_report
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
 from tasks.outage import OutageTracker
-from tasks.progress import artifact_key
-from tasks.start import needs_start
+from tasks.prepare import preparation_failure
+from tasks.start import is_this_generations_run, needs_start
 
 GEN_START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -28,18 +28,28 @@ class FakeClock:
         return self.now
 
 
-def status(runner_status: str, round_: int = 0, updated: datetime | None = None) -> RunStatus:
+def status(
+    runner_status: str,
+    round_: int = 0,
+    updated: datetime | None = None,
+    started: str | None = None,
+) -> RunStatus:
     return RunStatus(
         runner_status=runner_status,
         current_round=round_,
         total_rounds=12,
         updated_at=updated.isoformat() if updated else None,
+        started_at=started,
     )
 
 
-def test_cache_key_has_no_slash_dot_or_run_id():
-    key = step_cache_key("sim_ab.c/d", 3, Step.STARTING)
-    assert key == "autopilot-sim_ab-c-d-g3-starting"
+def test_checkpoint_keys_are_per_generation_identity_and_optionally_per_attempt():
+    ctx = StepContext(simulation_id="sim_ab.c", generation=3, generation_id="0a1b2c3d4e5f")
+    key = checkpoint_key(ctx, Step.STARTING)
+    assert key == "autopilot-sim-1ab-2c--g3-0a1b2c3d4e5f--starting"
+    assert checkpoint_key(ctx, Step.STARTING, "run1") == key + "--run1"
+    other_life = ctx.model_copy(update={"generation_id": "ffffffffffff"})
+    assert checkpoint_key(other_life, Step.STARTING) != key
 
 
 @pytest.mark.parametrize(
@@ -85,23 +95,54 @@ def test_stall_detector_does_not_count_a_backend_pause():
 
 
 def test_needs_start_reconciles_with_run_status():
-    before = GEN_START - timedelta(hours=1)
-    after = GEN_START + timedelta(seconds=3)
-    assert needs_start(status("idle"), GEN_START)
-    assert not needs_start(status("running", 2, after), GEN_START)
-    assert not needs_start(status("starting"), GEN_START)
-    # Finished by this generation (a crash after POST /start): never again.
-    assert not needs_start(status("completed", 12, after), GEN_START)
-    # Finished by an earlier generation: a new generation runs it again.
-    assert needs_start(status("completed", 12, before), GEN_START)
-    assert needs_start(status("failed", 3, before), GEN_START)
+    # The backend's previous run had ended when the generation began.
+    ended = BackendBaseline(runner_status="completed", run_started_at="2026-11-27T03:00:00")
+    assert needs_start(status("idle"), ended)
+    assert not needs_start(status("running", 2, started="2026-11-27T04:00:00"), ended)
+    assert not needs_start(status("starting"), ended)
+    # A run that began after the baseline (a crash after POST /start): never again.
+    assert not needs_start(status("completed", 12, started="2026-11-27T04:00:00"), ended)
+    # The run that had ended before the generation began: a new generation runs it again.
+    assert needs_start(status("completed", 12, started="2026-11-27T03:00:00"), ended)
+    # A retry after a failure or a stop on the backend starts it again.
+    assert needs_start(status("failed", 3, started="2026-11-27T04:00:00"), ended)
+    assert needs_start(status("stopped", 3, started="2026-11-27T04:00:00"), ended)
 
 
-def test_report_currency():
-    old = Report(report_id="r1", created_at=(GEN_START - timedelta(minutes=1)).isoformat())
-    new = Report(report_id="r2", created_at=(GEN_START + timedelta(minutes=1)).isoformat())
-    assert not is_current(old, GEN_START)
-    assert is_current(new, GEN_START)
+def test_a_run_is_this_generations_by_the_backends_own_record_not_by_clocks():
+    # Naive local times of a backend nine hours ahead of us: only equality is compared.
+    ended = BackendBaseline(runner_status="completed", run_started_at="2026-11-27T21:00:00")
+    assert not is_this_generations_run(status("completed", started="2026-11-27T21:00:00"), ended)
+    assert is_this_generations_run(status("completed", started="2026-11-27T20:59:00"), ended)
+    # No start times from this backend: an ended run's record changes only with a new run.
+    at = datetime(2026, 11, 27, 21, tzinfo=UTC)
+    quiet = BackendBaseline(runner_status="stopped", run_updated_at=at.isoformat())
+    assert not is_this_generations_run(status("stopped", updated=at), quiet)
+    assert is_this_generations_run(status("completed", updated=at + timedelta(hours=1)), quiet)
+    # A run that was live when the generation began was adopted by it.
+    live = BackendBaseline(runner_status="running", run_started_at="2026-11-27T21:00:00")
+    assert is_this_generations_run(status("completed", started="2026-11-27T21:00:00"), live)
+    assert not is_this_generations_run(status("idle"), BackendBaseline())
+
+
+def test_a_report_is_this_generations_unless_the_backend_had_it_already():
+    baseline = BackendBaseline(report_ids=["r1"])
+    assert not is_this_generations_report(Report(report_id="r1"), baseline)
+    assert is_this_generations_report(Report(report_id="r2"), baseline)
+
+
+def test_a_completed_preparation_task_with_a_failed_result_is_a_failure():
+    failed = PrepareStatus(
+        status="completed",
+        progress=100,
+        result={"status": "failed", "error": "没有找到符合条件的实体"},
+    )
+    failure = preparation_failure(failed)
+    assert failure is not None and failure.step == "preparing"
+    assert failure.message == "preparation failed: 没有找到符合条件的实体"
+    assert not failed.succeeded
+    done = PrepareStatus(status="completed", progress=100, result={"status": "ready"})
+    assert preparation_failure(done) is None and done.succeeded
 
 
 def test_outage_tracker_backs_off_then_fails_clearly():
@@ -137,8 +178,10 @@ def test_progress_description_round_trips():
     assert decode_description("no marker") is None
 
 
-def test_artifact_key_is_lowercase_dashes():
-    assert artifact_key("sim_AB12") == "autopilot-sim-ab12"
+def test_artifact_keys_are_lowercase_dashes():
+    from autopilot.names import progress_artifact_key
+
+    assert progress_artifact_key("sim_AB12") == "autopilot-sim-1-a-b12"
 
 
 def test_crashed_runs_restart_at_once_then_with_growing_delays():

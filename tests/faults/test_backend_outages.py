@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import SESSION_DIR
@@ -156,3 +157,24 @@ def test_outage_longer_than_the_tolerance_fails_the_run_clearly(
     assert failed_steps(run_id) == ["monitoring"]
     assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 0}
     stack.stop_simulation(sim)
+
+
+def test_the_first_call_of_every_step_rides_out_an_outage(outage_stack: OutageStack):
+    stack = outage_stack
+    # Each step's first call that changes the backend answers 503 five times in a row: more
+    # than the three task-level retries could cover, well within the run's tolerance.
+    routes = {
+        "POST /api/simulation/prepare": 5,
+        "POST /api/simulation/start": 5,
+        "POST /api/report/generate": 5,
+    }
+    sim = stack.create_simulation(rounds=3, faults={"unavailable_routes": routes})
+
+    run_id = stack.launch(sim, outage_tolerance=60, outage_base_delay=0.2)
+
+    wait_for_state(run_id, {"COMPLETED"}, timeout=120)
+    assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
+    remaining = httpx.get(
+        f"{stack.simulator_url}/api/sim/faults", params={"simulation_id": sim}, timeout=10
+    ).json()["data"]["unavailable_routes"]
+    assert remaining == dict.fromkeys(routes, 0), remaining

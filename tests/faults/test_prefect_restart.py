@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from autopilot.client import MultimoClient
-from autopilot.prefect_store import simulation_tag
+from autopilot.names import simulation_tag
 from tests.conftest import SESSION_DIR
 from tests.helpers import free_port, stop_process, wait_until
 from tests.prefect_stack import Worker, start_prefect_server
@@ -317,3 +317,44 @@ def test_stop_after_a_prefect_server_outage_cancels_the_run(
         # The worker cannot cancel the run any more: end it with its flow processes.
         worker.kill(with_flow_processes=True)
         httpx.post(f"{simulator_url}/api/simulation/stop", json={"simulation_id": sim}, timeout=10)
+
+
+def test_a_lost_prefect_database_cannot_resurrect_old_checkpoints(
+    own_prefect: tuple[OwnPrefect, Worker], simulator: tuple[str, Path]
+):
+    """The database is deleted while the stack is stopped; the checkpoint files stay. The
+    generation counter starts again at 0, but its random identity is new: the next run does
+    every step again instead of "completing" from the old checkpoints."""
+    server, worker = own_prefect
+    simulator_url = simulator[0]
+    if not worker.alive():
+        worker.start()
+    with MultimoClient(simulator_url) as backend:
+        sim = backend.create_simulation(agents=20, total_simulation_hours=3, minutes_per_round=60)
+
+    def run_to_completion() -> None:
+        deployment_id = wait_until(
+            lambda: server.deployment_id("auto-pilot/local"), timeout=90, interval=0.5,
+            message="deployment auto-pilot/local",
+        )  # fmt: skip
+        run_id = server.create_flow_run(deployment_id, {"simulation_id": sim, "generation": 0})
+        ended = wait_until(
+            lambda: server.state_type(run_id) if server.state_type(run_id) in FINAL else None,
+            timeout=120, interval=0.5, message="the run to end",
+        )  # fmt: skip
+        assert ended == "COMPLETED", server.flow_run(run_id)["state"]
+
+    run_to_completion()
+    results = Path(worker.env["PREFECT_RESULTS_LOCAL_STORAGE_PATH"])
+    checkpoints = len(list(results.iterdir()))
+    worker.stop()
+    server.kill(signal.SIGTERM)
+    for database in server.home.glob("prefect.db*"):
+        database.unlink()
+    server.start()
+    worker.start()
+
+    run_to_completion()
+
+    assert ledger(simulator_url, sim) == {"prepare": 1, "start": 2, "stop": 0, "report": 2}
+    assert len(list(results.iterdir())) > checkpoints  # new checkpoints, the old ones kept

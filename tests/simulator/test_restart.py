@@ -129,3 +129,44 @@ def test_preparation_and_report_interrupted_by_a_restart_carry_on(server_factory
     )
     counts = client.ledger_counts(sim_id)
     assert (counts["prepare"], counts["start"], counts["report"]) == (1, 1, 1)
+
+
+# The two tables as the simulator created them before `error` / `result_error` existed.
+_OLD_TABLES = """
+CREATE TABLE simulations (
+    simulation_id TEXT PRIMARY KEY, project_id TEXT, status TEXT NOT NULL,
+    enable_twitter INTEGER NOT NULL, enable_reddit INTEGER NOT NULL, agents INTEGER NOT NULL,
+    total_simulation_hours REAL NOT NULL, minutes_per_round INTEGER NOT NULL,
+    total_rounds INTEGER NOT NULL, seed INTEGER NOT NULL, round_seconds REAL,
+    prepared INTEGER NOT NULL DEFAULT 0, config_json TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE prepare_tasks (
+    task_id TEXT PRIMARY KEY, simulation_id TEXT NOT NULL, status TEXT NOT NULL,
+    progress INTEGER NOT NULL, message TEXT, error TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+INSERT INTO simulations VALUES ('sim_0ld000000000', NULL, 'ready', 1, 1, 10, 3, 60, 3, 1,
+    NULL, 1, '{}', '2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00');
+INSERT INTO prepare_tasks VALUES ('task_0ld000000000', 'sim_0ld000000000', 'completed', 100,
+    'Preparation completed', NULL, '2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00');
+"""
+
+
+def test_data_dir_of_an_older_simulator_gains_the_new_columns(server_factory: Any) -> None:
+    handle = server_factory()
+    handle.data_dir.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(handle.data_dir / "simulator.db")) as conn:
+        conn.executescript(_OLD_TABLES)
+    client = handle.start()
+    old = {"simulation_id": "sim_0ld000000000"}
+    assert client.data(client.get("/api/simulation/sim_0ld000000000"))["error"] is None
+    status = client.data(
+        client.post("/api/simulation/prepare/status", {**old, "task_id": "task_0ld000000000"})
+    )
+    assert status["result"] == {**old, "status": "ready"}
+    # The added columns take writes: a failed result is stored and served.
+    sim_id = client.create(agents=10, faults={"prepare_result_failed": "quota"})
+    client.prepare(sim_id)  # the task completes...
+    view = client.data(client.get(f"/api/simulation/{sim_id}"))
+    assert (view["status"], view["error"]) == ("failed", "quota")  # ...its result did not

@@ -1,0 +1,52 @@
+"""The start and the end of one attempt (flow run) of an auto-pilot, inside its process."""
+
+from __future__ import annotations
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+
+from autopilot.errors import StepFailed
+from autopilot.executors import register_executor
+from autopilot.models import RunOptions, StepContext
+from autopilot.run.claim import claim, resolve_generation, tag_run
+from autopilot.settings import get_settings
+from tasks.progress import ProgressPublisher
+
+
+def begin_attempt(simulation_id: str, generation: int | None, options: RunOptions) -> StepContext:
+    """Resolve the generation, tag and claim this run; raises `Superseded` or `Refused`."""
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context is not None else None
+    with get_client(sync_client=True) as client:
+        resolved = resolve_generation(client, simulation_id, generation)
+        if flow_run is not None:
+            register_executor(get_settings().data_dir.resolve(), flow_run.id)
+            current = client.read_flow_run(flow_run.id)
+            tag_run(client, current, simulation_id, resolved.number)
+            claim(client, flow_run.id, simulation_id, resolved.number)
+    return StepContext(
+        simulation_id=simulation_id,
+        generation=resolved.number,
+        generation_id=resolved.identity,
+        options=options,
+    )
+
+
+def record_failure(ctx: StepContext, failure: StepFailed) -> None:
+    """Show the failure as the run's last progress, written before the run is Failed: status
+    then names the step that really failed even while Prefect's task-run records lag."""
+    ProgressPublisher(ctx.simulation_id, "failed").publish(
+        0,
+        f"failed at {failure.step}: {failure.message}",
+        {"error_step": failure.step, "error": failure.message},
+    )
+
+
+def flow_run_name() -> str:
+    """`{simulation_id}-g{generation}`, or the id alone until the generation is resolved."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    simulation_id = parameters.get("simulation_id", "?")
+    generation = parameters.get("generation")
+    return simulation_id if generation is None else f"{simulation_id}-g{generation}"
