@@ -44,6 +44,8 @@ class SimulationConfig(BaseModel):
     mode: Mode = Mode.MANUAL
     generation: int = 0
     generation_id: str | None = None
+    # What began the current generation ("stop", "reset", "force"): status says so until it runs.
+    begun_by: str | None = None
 
 
 class BackendBaseline(BaseModel):

@@ -29,7 +29,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import (
+    Abort,
+    FlowPauseTimeout,
+    NotPausedError,
+    ObjectNotFound,
+    Pause,
+    PrefectHTTPStatusError,
+)
 from prefect.states import Cancelled, Cancelling, State
 
 from autopilot import names
@@ -383,7 +390,10 @@ class PrefectStore:
         async with prefect():
             try:
                 await asuspend_flow_run(flow_run_id=flow_run_id)
-            except RuntimeError as exc:
+            except Pause as exc:
+                # Prefect's signal (a BaseException) for "rejected: the run is paused already".
+                raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED") from exc
+            except (RuntimeError, Abort) as exc:
                 raise Conflict(f"cannot pause: {exc}", error_code="NOT_ACTIVE") from exc
 
     async def resume(self, flow_run_id: UUID) -> None:
@@ -392,5 +402,12 @@ class PrefectStore:
         async with prefect():
             try:
                 await aresume_flow_run(flow_run_id)
-            except (RuntimeError, NotImplementedError) as exc:
+            except NotPausedError as exc:
+                raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED") from exc
+            except FlowPauseTimeout as exc:
+                raise Conflict(
+                    "the pause expired: the run can no longer be resumed; start it again",
+                    error_code="NOT_PAUSED",
+                ) from exc
+            except (RuntimeError, NotImplementedError, Abort) as exc:
                 raise Conflict(f"cannot resume: {exc}", error_code="NOT_PAUSED") from exc

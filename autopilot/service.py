@@ -62,10 +62,11 @@ def started_by_current_generation(config: SimulationConfig, latest: RunSnapshot 
     return any(step.name in _STARTED_STEPS for step in latest.steps)
 
 
-def next_generation(config: SimulationConfig, latest: RunSnapshot | None) -> None:
+def next_generation(config: SimulationConfig, latest: RunSnapshot | None, begun_by: str) -> None:
     """Move the config on to a new generation with a new identity (pure, in place)."""
     config.generation = max(config.generation, latest.generation if latest else 0) + 1
     config.generation_id = names.new_generation_id()
+    config.begun_by = begun_by
 
 
 def parse_mode(mode: str | None) -> Mode:
@@ -223,7 +224,7 @@ class AutopilotService:
                 # Its steps tell whether it started the simulation (runs() has no details).
                 detailed = await self.store.latest_run(simulation_id)
                 await self._cancel_active(simulation_id, config, detailed)
-            next_generation(config, latest)
+            next_generation(config, latest, "force")
             await self._save(simulation_id, config)
         elif config.generation_id is None:
             # First start (or a variable from before generation ids): give it an identity.
@@ -252,7 +253,7 @@ class AutopilotService:
         message: str,
         force: bool,
     ) -> StartResult:
-        status = project(simulation_id, config.mode, config.generation, run)
+        status = project(simulation_id, config, run)
         return StartResult(
             simulation_id=simulation_id,
             status=status.status,
@@ -268,6 +269,12 @@ class AutopilotService:
     async def pause(self, simulation_id: str) -> ControlResult:
         """Suspend the running flow run; its step yields within a second."""
         check_simulation_id(simulation_id)
+        # Serialised like start and stop: ten racing pauses make one suspension and nine
+        # "already paused" answers.
+        async with self._lock(simulation_id):
+            return await self._pause(simulation_id)
+
+    async def _pause(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         if latest is None or latest.generation < config.generation:
@@ -290,7 +297,7 @@ class AutopilotService:
             await self.store.suspend(UUID(latest.flow_run_id))
         finally:
             self._changed(simulation_id)
-        status = project(simulation_id, config.mode, config.generation, latest)
+        status = project(simulation_id, config, latest)
         return ControlResult(
             simulation_id=simulation_id,
             status=Status.PAUSED,
@@ -302,6 +309,10 @@ class AutopilotService:
     async def resume(self, simulation_id: str) -> ControlResult:
         """Resume the suspended flow run; finished steps are not run again."""
         check_simulation_id(simulation_id)
+        async with self._lock(simulation_id):
+            return await self._resume(simulation_id)
+
+    async def _resume(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         if (
@@ -314,7 +325,7 @@ class AutopilotService:
             await self.store.resume(UUID(latest.flow_run_id))
         finally:
             self._changed(simulation_id)
-        status = project(simulation_id, config.mode, config.generation, latest)
+        status = project(simulation_id, config, latest)
         return ControlResult(
             simulation_id=simulation_id,
             status=Status.ACTIVE,
@@ -333,11 +344,12 @@ class AutopilotService:
                 self._changed(simulation_id)
 
     async def _stop(self, simulation_id: str) -> ControlResult:
+        await self._require_simulation(simulation_id)
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, config, latest)
         if latest is not None and latest.generation >= config.generation:
-            next_generation(config, latest)
+            next_generation(config, latest, "stop")
             await self._save(simulation_id, config)
         return ControlResult(
             simulation_id=simulation_id,
@@ -353,7 +365,7 @@ class AutopilotService:
         if config is None and latest is None:
             return no_state(simulation_id)
         config = config or SimulationConfig()
-        return project(simulation_id, config.mode, config.generation, latest)
+        return project(simulation_id, config, latest)
 
     async def _status_inputs(self, simulation_id: str) -> StatusInputs:
         if self.status_cache is not None:
@@ -370,10 +382,11 @@ class AutopilotService:
                 self._changed(simulation_id)
 
     async def _reset(self, simulation_id: str) -> ResetResult:
+        await self._require_simulation(simulation_id)
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, config, latest)
-        next_generation(config, latest)
+        next_generation(config, latest, "reset")
         await self._save(simulation_id, config)
         return ResetResult(
             simulation_id=simulation_id,

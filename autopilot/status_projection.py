@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autopilot.api_models import AutopilotStatus, Mode, Status
-from autopilot.models import Step
+from autopilot.models import SimulationConfig, Step
 
 STEP_ORDER = [
     Step.PREPARING.value,
@@ -158,22 +158,25 @@ def no_state(simulation_id: str, mode: Mode = Mode.MANUAL) -> dict[str, Any]:
     }
 
 
+_BEGUN_BY = {"stop": "auto-pilot was stopped", "force": "auto-pilot is restarting"}
+
+
 def project(
     simulation_id: str,
-    mode: Mode,
-    generation: int,
+    config: SimulationConfig,
     run: RunSnapshot | None,
     now: datetime | None = None,
 ) -> AutopilotStatus:
     """The status of one simulation's auto-pilot from its latest run (if any)."""
     now = now or datetime.now(UTC)
+    mode, generation = config.mode, config.generation
     if run is None or run.generation < generation:
-        # Never run, or reset since: a clean slate that keeps the mode.
+        # Never run, or stopped or reset since: a clean slate that keeps the mode.
+        message = "auto-pilot is idle"
+        if run is not None:
+            message = _BEGUN_BY.get(config.begun_by or "", "auto-pilot was reset")
         return AutopilotStatus(
-            simulation_id=simulation_id,
-            mode=mode,
-            generation=generation,
-            message="auto-pilot is idle" if run is None else "auto-pilot was reset",
+            simulation_id=simulation_id, mode=mode, generation=generation, message=message
         )
     status = _STATUS_BY_STATE.get(run.state_type, Status.INACTIVE)
     if is_stale_crash(run, now):

@@ -23,6 +23,7 @@ from autopilot.run.hooks import (
     stop_backend_simulation,
     stop_simulation_of,
 )
+from tasks.backend import CHECKPOINT_SERIALIZER
 from tasks.complete import complete
 from tasks.generate_report import generate_report
 from tasks.monitor import monitor_simulation
@@ -34,6 +35,7 @@ from tasks.start import start_simulation
     name="auto-pilot",
     flow_run_name=flow_run_name,
     persist_result=True,
+    result_serializer=CHECKPOINT_SERIALIZER,
     on_crashed=[restart_crashed_run],  # type: ignore[list-item]
     on_cancellation=[stop_backend_simulation],  # type: ignore[list-item]
 )

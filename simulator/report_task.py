@@ -66,6 +66,11 @@ def submit(store: Store, simulation_id: str, report_seconds: float) -> dict[str,
             (simulation_id, run["epoch"]),
         ).fetchone()
         if existing is not None:
+            # Deduplicated, as multimo does, but ledgered: a client that asks for a report it
+            # already has is caught even though no second report is made.
+            append_ledger(
+                conn, simulation_id, "report_repeat", {"report_id": existing["report_id"]}
+            )
             return {
                 "simulation_id": simulation_id,
                 "report_id": existing["report_id"],

@@ -17,6 +17,7 @@ from autopilot.settings import get_settings
 P = ParamSpec("P")
 R = TypeVar("R")
 
+CHECKPOINT_SERIALIZER = "json"
 # Backend outages are ridden out inside each step; a task-level retry only covers the rest.
 RETRY_DELAYS: list[float] = [2.0, 5.0, 15.0]
 
@@ -49,12 +50,15 @@ def cache_key_for(
 def checkpointed_step(
     step: Step, per_attempt: bool = False
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """The decorator of a side-effecting step: persisted result under the step's checkpoint
-    key, retried (after 2, 5, 15 s) only when the backend was unavailable."""
+    """The decorator of a side-effecting step: persisted result (JSON) under the step's
+    checkpoint key, retried (after 2, 5, 15 s) only when the backend was unavailable."""
     return task(
         name=step.value,
         task_run_name=names.task_run_name(step.value),
         persist_result=True,
+        # Checkpoints are data (JSON of the step's pydantic model), not pickles: readable by a
+        # person and by the next version, and no code runs when one is loaded.
+        result_serializer=CHECKPOINT_SERIALIZER,
         cache_key_fn=cache_key_for(step, per_attempt),
         retries=3,
         retry_delay_seconds=RETRY_DELAYS,

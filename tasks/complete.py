@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 
 from autopilot import names
 from autopilot.models import MonitorResult, Outcome, ReportResult, Step, StepContext
-from tasks.backend import cache_key_for
+from tasks.backend import CHECKPOINT_SERIALIZER, cache_key_for
 from tasks.progress import ProgressPublisher
 
 
@@ -16,6 +16,7 @@ from tasks.progress import ProgressPublisher
     name="completed",
     task_run_name=names.task_run_name(Step.COMPLETED.value),
     persist_result=True,
+    result_serializer=CHECKPOINT_SERIALIZER,
     cache_key_fn=cache_key_for(Step.COMPLETED),
 )
 def complete(ctx: StepContext, monitored: MonitorResult, report: ReportResult) -> Outcome:

@@ -98,5 +98,5 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
                     error_code="SIMULATION_STALLED",
                 )
             if (reason := control.wait(poll_interval)) is not None:
-                logger.info("run is %s: monitoring yields", reason)
+                logger.debug("run is %s: monitoring yields", reason)
                 raise StepInterrupted(reason)

@@ -287,7 +287,9 @@ def test_report_generation_until_completed(client: MultimoClient, backend: Backe
     # Asking again returns the existing report instead of generating a second one.
     again = client.generate_report(sim_id)
     assert again.already_generated and again.report_id == accepted.report_id
-    assert backend.ledger_counts(sim_id) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
+    assert backend.ledger_counts(sim_id) == {
+        "prepare": 1, "start": 1, "stop": 0, "report": 1, "report_repeat": 1,
+    }  # fmt: skip
 
 
 def test_get_unknown_report_is_not_found(client: MultimoClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from autopilot.api_models import Mode, Status
+from autopilot.models import SimulationConfig
 from autopilot.status_projection import (
     ProgressRecord,
     RunSnapshot,
@@ -50,7 +51,7 @@ def test_monitoring_progress_comes_from_the_artifact():
         summary="round 5/12",
         updated=NOW - timedelta(seconds=2),
     )
-    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), snapshot, now=NOW)
     assert status.status is Status.ACTIVE
     assert status.current_step == "monitoring"
     assert status.last_completed_step == "starting"
@@ -67,7 +68,7 @@ def test_failed_run_reports_the_real_step_and_the_backend_text():
         "injected failure at round 3",
         end_time=NOW,
     )
-    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), snapshot, now=NOW)
     assert status.status is Status.FAILED
     assert status.error_step == "monitoring"
     assert status.error == "simulation failed: injected failure at round 3"
@@ -77,7 +78,7 @@ def test_failed_run_reports_the_real_step_and_the_backend_text():
 def test_an_interrupted_step_is_the_current_step_not_an_error():
     snapshot = run("PAUSED", [("preparing", "COMPLETED"), ("starting", "COMPLETED")])
     snapshot.steps.append(StepRecord("monitoring", "FAILED", "Failed", interrupted=True))
-    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), snapshot, now=NOW)
     assert status.status is Status.PAUSED
     assert status.current_step == "monitoring"
     assert status.error is None and status.error_step is None
@@ -86,7 +87,7 @@ def test_an_interrupted_step_is_the_current_step_not_an_error():
 
 def test_a_reset_hides_the_old_generation_and_keeps_the_mode():
     snapshot = run("FAILED", [("monitoring", "FAILED")], generation=0)
-    status = project("sim_1", Mode.AUTO, 1, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=1), snapshot, now=NOW)
     assert status.status is Status.INACTIVE
     assert status.mode is Mode.AUTO
     assert status.error is None and status.generation == 1
@@ -96,14 +97,17 @@ def test_a_crash_is_active_until_nobody_restarts_it():
     fresh = run("CRASHED", [], state_timestamp=NOW - timedelta(seconds=5))
     stale = run("CRASHED", [], state_timestamp=NOW - timedelta(minutes=10))
     assert is_active(fresh, NOW) and not is_active(stale, NOW)
-    assert project("sim_1", Mode.AUTO, 0, stale, now=NOW).status is Status.FAILED
+    assert (
+        project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), stale, now=NOW).status
+        is Status.FAILED
+    )
 
 
 def test_completed_run_is_at_full_progress():
     snapshot = run("COMPLETED", [(s, "COMPLETED") for s in
                                  ["preparing", "starting", "monitoring", "generating_report",
                                   "completed"]], end_time=NOW)  # fmt: skip
-    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), snapshot, now=NOW)
     assert (status.current_step, status.step_progress) == ("completed", 100)
     assert status.last_completed_step == "completed"
     assert status.completed_at == NOW
@@ -128,7 +132,7 @@ def test_a_completed_run_read_before_its_step_records_landed_is_completed_throug
                    end_time=NOW)  # fmt: skip
     snapshot.progress = final_progress()
 
-    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), snapshot, now=NOW)
 
     assert (status.status, status.current_step, status.last_completed_step) == (
         Status.COMPLETED,
@@ -150,8 +154,16 @@ def test_a_failed_run_names_the_step_it_recorded_even_before_the_task_record_lan
         0, "failed", {"error_step": "generating_report", "error": "boom"}, "x", NOW
     )
 
-    status = project("sim_1", Mode.AUTO, 0, snapshot, now=NOW)
+    status = project("sim_1", SimulationConfig(mode=Mode.AUTO, generation=0), snapshot, now=NOW)
 
     assert status.status is Status.FAILED
     assert status.error_step == "generating_report"
     assert status.error == "report generation failed: boom"
+
+
+def test_after_a_stop_status_says_stopped_not_reset():
+    snapshot = run("CANCELLED", [("monitoring", "COMPLETED")], generation=0)
+    stopped = SimulationConfig(mode=Mode.AUTO, generation=1, begun_by="stop")
+    reset = SimulationConfig(mode=Mode.AUTO, generation=1, begun_by="reset")
+    assert project("sim_1", stopped, snapshot, now=NOW).message == "auto-pilot was stopped"
+    assert project("sim_1", reset, snapshot, now=NOW).message == "auto-pilot was reset"

@@ -9,12 +9,14 @@ from autopilot.errors import StepFailed
 from autopilot.executors import register_executor
 from autopilot.models import RunOptions, StepContext
 from autopilot.run.claim import claim, resolve_generation, tag_run
+from autopilot.run.quiet_logs import quiet_known_outcomes
 from autopilot.settings import get_settings
 from tasks.progress import ProgressPublisher
 
 
 def begin_attempt(simulation_id: str, generation: int | None, options: RunOptions) -> StepContext:
     """Resolve the generation, tag and claim this run; raises `Superseded` or `Refused`."""
+    quiet_known_outcomes()
     context = FlowRunContext.get()
     flow_run = context.flow_run if context is not None else None
     with get_client(sync_client=True) as client:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from prefect import get_run_logger
+from prefect.exceptions import Pause
 from prefect.results import ResultRecord
 
 from autopilot.errors import AutopilotError, StepFailed
@@ -44,7 +46,12 @@ def until_done(step: Any, *args: Any) -> Any:
     stopping_since: float | None = None
     grace = get_settings().stop_grace
     while True:
-        state = step(*args, return_state=True)
+        try:
+            state = step(*args, return_state=True)
+        except Pause:
+            # Prefect suspends the run at this task boundary; the process exits.
+            get_run_logger().info("auto-pilot paused at %s; resume continues here", step.name)
+            raise
         if state.is_completed():
             if step.persist_result and state.name != "Cached":
                 verify_checkpoint(step, _checkpoint_key(state) or "", step.name)

@@ -4,8 +4,12 @@ retries that redid the wrong things or too much."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from uuid import uuid4
 
+from autopilot import names
 from tests.flow.test_outcomes import step_states
 from tests.helpers import wait_until
 from tests.prefect_stack import launch, running_task, wait_for_state
@@ -83,3 +87,20 @@ def test_a_second_run_of_a_simulation_with_an_active_one_ends_without_acting(sta
     assert str(first) in second.state.message
     wait_for_state(first, {"COMPLETED"}, timeout=120)
     assert stack.ledger(sim) == ONE_OF_EACH
+
+
+def test_checkpoints_are_json_data_not_pickles(stack: Stack):
+    sim = stack.create_simulation(rounds=3)
+    wait_for_state(launch(sim), {"COMPLETED"}, timeout=90)
+
+    results = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"])
+    prefix = f"autopilot-{names.simulation_token(sim)}--"
+    checkpoints = sorted(p for p in results.iterdir() if p.name.startswith(prefix))
+    # autopilot-{token}--g{n}-{identity}--{step}[--{attempt}]
+    steps = {path.name.split("--")[2] for path in checkpoints}
+    assert {"preparing", "starting", "generating_report", "completed"} <= steps, checkpoints
+    for path in checkpoints:
+        record = json.loads(path.read_text())
+        stored = json.loads(record["result"])
+        assert stored["__class__"].startswith("autopilot.models."), stored
+        assert stored["data"]["simulation_id"] == sim
