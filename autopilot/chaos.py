@@ -79,6 +79,9 @@ def check_invariants(ledger: dict[str, int], final_status: str, rounds: list[int
     for action in ("prepare", "start", "report"):
         if ledger.get(action, 0) != 1:
             violations.append(f"{action} x{ledger.get(action, 0)}")
+    # A report asked for again is deduplicated by the backend, but still a repeated call.
+    if ledger.get("report_repeat", 0):
+        violations.append(f"report asked again x{ledger['report_repeat']}")
     if final_status != "completed":
         violations.append(f"ended {final_status or 'unknown'}")
     if any(later < earlier for earlier, later in zip(rounds, rounds[1:], strict=False)):

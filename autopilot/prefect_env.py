@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import os
 
+from autopilot.settings import Settings, get_settings
+
 DEFAULT_PREFECT_API_URL = "http://127.0.0.1:4200/api"
 
 
+def prefect_auth_string(settings: Settings) -> str:
+    """The basic-auth string `autopilot up` protects its Prefect server with (token set)."""
+    assert settings.api_token is not None
+    return f"autopilot:{settings.api_token.get_secret_value()}"
+
+
 def ensure_prefect_api_url() -> str:
-    """Set PREFECT_API_URL (unless already set) and quiet telemetry; return the URL."""
+    """Set PREFECT_API_URL (unless already set), the Prefect credentials that go with the
+    shim's token (see `autopilot up`), and quiet telemetry; return the URL."""
     os.environ.setdefault("PREFECT_API_URL", DEFAULT_PREFECT_API_URL)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    settings = get_settings()
+    if settings.api_token is not None and settings.api_token.get_secret_value().strip():
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", prefect_auth_string(settings))
     return os.environ["PREFECT_API_URL"]

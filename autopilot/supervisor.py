@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 
 from autopilot.errors import AutopilotError
+from autopilot.prefect_env import prefect_auth_string
 from autopilot.settings import BUNDLED_SIMULATOR_URL, Settings
 
 logger = logging.getLogger(__name__)
@@ -35,15 +37,33 @@ DEFAULT_PREFECT_PORT = 4200
 RESTART_BACKOFF = [1.0, 2.0, 5.0, 10.0, 30.0]
 
 
+def prefect_credentials(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """With a shim token configured, the Prefect server `up` runs is protected too (its API
+    has no authentication of its own, so anyone on the host could go around the shim): the
+    server gets Prefect's basic-auth string and every child the matching client setting."""
+    if settings.api_token is None or not settings.api_token.get_secret_value().strip():
+        return {}
+    auth = env.get("PREFECT_API_AUTH_STRING") or prefect_auth_string(settings)
+    return {
+        "PREFECT_SERVER_API_AUTH_STRING": env.get("PREFECT_SERVER_API_AUTH_STRING", auth),
+        "PREFECT_API_AUTH_STRING": auth,
+    }
+
+
 class StartupFailed(AutopilotError):
     """A child did not become healthy, or its port is taken."""
 
     error_code = "STARTUP_FAILED"
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, auth: str | None = None) -> bool:
+    """Whether `url` answers 200 (`auth`: a Prefect basic-auth string `user:password`)."""
+    credentials = None
+    if auth and ":" in auth:
+        user, password = auth.split(":", 1)
+        credentials = (user, password)
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(url, timeout=2, auth=credentials).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -114,6 +134,7 @@ class Supervisor:
         env.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(self.settings.results_path))
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("PREFECT_HOME", str(self.data_dir / "prefect"))
+        env.update(prefect_credentials(self.settings, env))
         env.update(extra)
         return env
 
@@ -130,6 +151,10 @@ class Supervisor:
                 raise StartupFailed(f"PREFECT_API_URL {api_url} does not answer")
             port = parsed.port or DEFAULT_PREFECT_PORT
             db = self.data_dir / "prefect" / "prefect.db"
+            # Prefect creates its home, not the database's folder (PREFECT_HOME may be
+            # elsewhere): "unable to open database file" on a fresh data dir otherwise.
+            db.parent.mkdir(parents=True, exist_ok=True)
+            Path(self.env["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
             self.env.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}")
             children.append(
                 Child(
@@ -186,7 +211,7 @@ class Supervisor:
             + "/deployments/name/"
             + (self.settings.deployment_name)
         )
-        return _answers(url)
+        return _answers(url, self.env.get("PREFECT_API_AUTH_STRING"))
 
     # -- lifecycle -----------------------------------------------------------------
 

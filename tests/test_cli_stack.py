@@ -31,6 +31,10 @@ def private_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def shim_prefix(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['AUTOPILOT_API_PORT']}{PREFIX}"
+
+
 def children_of(pid: int) -> dict[int, str]:
     """Direct child processes of `pid` with their command lines."""
     found = {}
@@ -67,11 +71,19 @@ def test_demo_runs_one_auto_pilot_to_a_report_and_leaves_nothing_running(tmp_pat
 
 def test_up_serves_restarts_a_dead_child_and_stops_everything_on_sigterm(tmp_path: Path):
     env = private_env(tmp_path)
+    # With a token, the Prefect server is protected too; a PREFECT_HOME elsewhere that does
+    # not exist yet must not stop the server from finding its database folder.
+    env["AUTOPILOT_API_TOKEN"] = "s3cret-token"
+    env["PREFECT_HOME"] = str(tmp_path / "elsewhere" / "prefect-home")
     up = subprocess.Popen(
         [*AUTOPILOT, "up", "--with-simulator"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    shim = httpx.Client(base_url=f"http://127.0.0.1:{env['AUTOPILOT_API_PORT']}", timeout=30)
+    shim = httpx.Client(
+        base_url=f"http://127.0.0.1:{env['AUTOPILOT_API_PORT']}",
+        timeout=30,
+        headers={"Authorization": "Bearer s3cret-token"},
+    )
     backend = httpx.Client(base_url=env["AUTOPILOT_BACKEND_URL"], timeout=10)
 
     def run_one_auto_pilot() -> None:
@@ -89,6 +101,15 @@ def test_up_serves_restarts_a_dead_child_and_stops_everything_on_sigterm(tmp_pat
 
     try:
         wait_until(lambda: shim.get("/healthz").status_code == 200, timeout=180, interval=0.5)
+        prefect_api = env["PREFECT_API_URL"]
+        assert httpx.post(f"{prefect_api}/flow_runs/filter", json={}).status_code == 401
+        assert (
+            httpx.post(f"{shim_prefix(env)}/status", json={"simulation_id": "x"}).status_code == 401
+        )
+        authorized = httpx.post(
+            f"{prefect_api}/flow_runs/filter", json={}, auth=("autopilot", "s3cret-token")
+        )
+        assert authorized.status_code == 200
         run_one_auto_pilot()
 
         workers = {p for p, cmd in children_of(up.pid).items() if "deployments.serve" in cmd}
