@@ -21,6 +21,12 @@ def test_invariants_catch_twins_missing_reports_failures_and_rewinds():
     assert violations == ["start x2", "report x0", "ended failed", "round counter went backwards"]
 
 
+def test_invariants_catch_a_report_asked_for_twice():
+    assert check_invariants({**ONE_OF_EACH, "report_repeat": 1}, "completed", [1]) == [
+        "report asked again x1"
+    ]
+
+
 def test_a_short_chaos_run_across_every_target_has_no_violation(tmp_path):
     """About ten trials: each SIGKILLs a target (or fires an injection point) at a random
     moment; the harness exits non-zero on any violated invariant."""
