@@ -1,12 +1,23 @@
-"""Request and response models of the seven auto-pilot operations (CONTRACT.md part A)."""
+"""Request and response models of the seven auto-pilot operations (CONTRACT.md part A).
+
+The envelope models at the end only describe the answers in the OpenAPI document: the routes
+return the envelope as built today, so no key is added or dropped by a model.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The characters of autopilot/names.py's SIMULATION_ID_PATTERN; the length (at most 200) is a
+# separate constraint so that a long id is told "too long", not "bad characters".
+SIMULATION_ID_CHARS = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+SIMULATION_ID_MAX_LENGTH = 200
+# What the service's `parse_mode` accepts; documented here, enforced there (same message).
+MODE_PATTERN = r"^\s*(?:[Aa][Uu][Tt][Oo]|[Mm][Aa][Nn][Uu][Aa][Ll])\s*$"
 
 
 class Mode(StrEnum):
@@ -25,26 +36,40 @@ class Status(StrEnum):
 class SimulationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    simulation_id: str = Field(min_length=1, max_length=200)
+    simulation_id: str = Field(
+        min_length=1,
+        max_length=SIMULATION_ID_MAX_LENGTH,
+        pattern=SIMULATION_ID_CHARS,
+        description="The multimo simulation id: letters, digits, '_', '.', ':' or '-'.",
+    )
 
 
 class ConfigRequest(SimulationRequest):
-    # Validated in the service (case-insensitive, clear message), not by the enum.
-    mode: str | None = None
+    # Checked in the service (case-insensitive, clear message), not by the enum: the pattern
+    # only tells the document's readers (and schemathesis) what is accepted.
+    mode: str = Field(
+        json_schema_extra={"pattern": MODE_PATTERN},
+        description="`auto` or `manual`, case-insensitive.",
+    )
 
 
 class StartRequest(SimulationRequest):
     force: bool = False
 
 
-class ConfigResult(BaseModel):
+class _Answer(BaseModel):
+    # The routes dump every field, defaults included: the document says each key is present.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class ConfigResult(_Answer):
     simulation_id: str
     mode: Mode
     message: str
     available: bool = True
 
 
-class StartResult(BaseModel):
+class StartResult(_Answer):
     simulation_id: str
     status: Status
     current_step: str
@@ -56,7 +81,7 @@ class StartResult(BaseModel):
     generation: int = 0
 
 
-class ControlResult(BaseModel):
+class ControlResult(_Answer):
     """Answer of pause, resume and stop."""
 
     simulation_id: str
@@ -66,13 +91,13 @@ class ControlResult(BaseModel):
     flow_run_id: str | None = None
 
 
-class ResetResult(BaseModel):
+class ResetResult(_Answer):
     simulation_id: str
     message: str
     generation: int = 0
 
 
-class AutopilotStatus(BaseModel):
+class AutopilotStatus(_Answer):
     """The status projection; every key of the original is kept, new ones only added."""
 
     simulation_id: str
@@ -97,3 +122,116 @@ class AutopilotStatus(BaseModel):
     generation: int = 0
     heartbeat_at: datetime | None = None
     heartbeat_age_seconds: float | None = None
+
+
+class NoStateStatus(_Answer):
+    """The status of an id with no auto-pilot history (status_projection.no_state)."""
+
+    simulation_id: str
+    mode: Mode
+    status: Status
+    available: bool
+    message: str
+
+
+class HealthCache(BaseModel):
+    healthy: bool
+    hits: int
+    loads: int
+
+
+class Health(BaseModel):
+    """Liveness of the shim, and its status cache (null when status reads Prefect each time)."""
+
+    status: Literal["ok"]
+    status_cache: HealthCache | None
+
+
+# -- the envelopes, for the OpenAPI document --------------------------------------------------
+
+
+class ErrorCode(StrEnum):
+    """Every `error_code` the shim can answer, and the few the CLI prints at start-up.
+
+    tests/test_error_codes.py fails when a new `error_code=` is not listed here.
+    """
+
+    # autopilot/errors.py: each class's default.
+    INTERNAL = "INTERNAL"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    PREFECT_UNAVAILABLE = "PREFECT_UNAVAILABLE"
+    BACKEND_REJECTED = "BACKEND_REJECTED"
+    BACKEND_AUTH = "BACKEND_AUTH"
+    BACKEND_PROTOCOL = "BACKEND_PROTOCOL"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    INVALID_INPUT = "INVALID_INPUT"
+    STEP_FAILED = "STEP_FAILED"
+    # autopilot/service.py and autopilot/prefect_store.py.
+    INVALID_SIMULATION_ID = "INVALID_SIMULATION_ID"
+    INVALID_MODE = "INVALID_MODE"
+    SIMULATION_NOT_FOUND = "SIMULATION_NOT_FOUND"
+    MODE_NOT_AUTO = "MODE_NOT_AUTO"
+    NOT_ACTIVE = "NOT_ACTIVE"
+    ALREADY_PAUSED = "ALREADY_PAUSED"
+    NOT_PAUSED = "NOT_PAUSED"
+    DEPLOYMENT_NOT_FOUND = "DEPLOYMENT_NOT_FOUND"
+    # tasks/*.py: a step's failure, should one ever travel up to an answer.
+    SIMULATION_FAILED = "SIMULATION_FAILED"
+    SIMULATION_STOPPED = "SIMULATION_STOPPED"
+    SIMULATION_STALLED = "SIMULATION_STALLED"
+    BACKEND_OUTAGE = "BACKEND_OUTAGE"
+    PREPARE_FAILED = "PREPARE_FAILED"
+    CHECKPOINT_NOT_WRITTEN = "CHECKPOINT_NOT_WRITTEN"
+    # Inside a run only (a step yielding, a stopped run): never an answer, listed so that
+    # every code in the tree has one home.
+    STEP_INTERRUPTED = "STEP_INTERRUPTED"
+    RUN_STOPPED = "RUN_STOPPED"
+    # autopilot/api.py: the shim's own refusals.
+    MISSING_SIMULATION_ID = "MISSING_SIMULATION_ID"
+    INVALID_JSON = "INVALID_JSON"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    HTTP_ERROR = "HTTP_ERROR"
+    # autopilot/api.py, at start-up only (the CLI prints them; no request sees them).
+    TOKEN_REQUIRED = "TOKEN_REQUIRED"
+    EMPTY_TOKEN = "EMPTY_TOKEN"
+    STARTUP_FAILED = "STARTUP_FAILED"
+
+
+class ErrorEnvelope(BaseModel):
+    """Every failure: one human sentence and a stable machine code."""
+
+    success: Literal[False]
+    error: str
+    error_code: ErrorCode
+
+
+class _Success(BaseModel):
+    success: Literal[True]
+
+
+class ConfigEnvelope(_Success):
+    data: ConfigResult
+
+
+class StartEnvelope(_Success):
+    data: StartResult
+
+
+class ControlEnvelope(_Success):
+    data: ControlResult
+
+
+class StatusEnvelope(_Success):
+    # The no-state shape first: it is the narrower one (every key required).
+    data: NoStateStatus | AutopilotStatus
+
+
+class ResetEnvelope(_Success):
+    data: ResetResult
+
+
+class HealthEnvelope(_Success):
+    data: Health

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class BackendModel(BaseModel):
@@ -21,6 +21,16 @@ def _zero_if_none(value: Any) -> Any:
 # A simulation in one of these states has been prepared (multimo keeps `running` even after
 # its run completed).
 PREPARED_STATES = frozenset({"ready", "running", "paused", "completed", "stopped"})
+
+
+class LoginAnswer(BackendModel):
+    # Optional: an answer without a token is a refused login (BackendAuthError), not garbage.
+    token: str | None = None
+
+
+class SimulationCreated(BackendModel):
+    # Every later call names the simulation by this id: an empty one is no answer at all.
+    simulation_id: str = Field(min_length=1)
 
 
 class SimulationInfo(BackendModel):

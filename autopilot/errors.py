@@ -2,6 +2,7 @@
 
     AutopilotError (500)
     ├── BackendUnavailable (503)   retryable: refused, timeout, 5xx, 429 past its budget
+    │   └── BackendProtocolError (502) a 2xx answer we cannot read: not JSON, wrong shape
     ├── PrefectUnavailable (503)   the Prefect API is unreachable or has no deployment
     ├── BackendRejected (502)      the backend answered 4xx we did not expect
     │   └── BackendAuthError (502) login failed or the token was refused twice
@@ -10,8 +11,9 @@
     ├── InvalidInput (400)         bad request fields
     └── StepFailed (500)           the simulation itself failed, stalled or was stopped
 
-Only `BackendUnavailable` is retryable. The client raises these, tasks retry only the
-retryable ones, the REST shim maps them once, the CLI catches them once in `main`.
+Only `BackendUnavailable` (so `BackendProtocolError` too) is retryable. The client raises
+these, tasks retry only the retryable ones, the REST shim maps them once, the CLI catches them
+once in `main`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,31 @@ class BackendUnavailable(AutopilotError):
     status_code = 503
     error_code = "BACKEND_UNAVAILABLE"
     retryable = True
+
+
+class BackendProtocolError(BackendUnavailable):
+    """The backend answered 2xx with a body we cannot read: not JSON, or not the shape we know.
+
+    Retryable like any outage: a corrupting proxy or a half-restarted backend is transient more
+    often than not, and the steps ride it out for a bounded time. 502, as a gateway answers a
+    bad upstream. `endpoint` is "METHOD /path"; `excerpt` is a short, secret-free cut of what
+    came back (empty when nothing may be shown, as for a login answer).
+    """
+
+    status_code = 502
+    error_code = "BACKEND_PROTOCOL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        excerpt: str = "",
+        error_code: str | None = None,
+    ) -> None:
+        super().__init__(message, error_code=error_code)
+        self.endpoint = endpoint
+        self.excerpt = excerpt
 
 
 class PrefectUnavailable(AutopilotError):
@@ -92,6 +119,8 @@ class StepFailed(AutopilotError):
 
     error_code = "STEP_FAILED"
 
-    def __init__(self, message: str, *, step: str, error_code: str | None = None) -> None:
+    # `step` has a default only so that Prefect's JSON result serializer, which rebuilds an
+    # exception as `cls(message)`, can load a failed step's stored exception ("" = not known).
+    def __init__(self, message: str, *, step: str = "", error_code: str | None = None) -> None:
         super().__init__(message, error_code=error_code)
         self.step = step

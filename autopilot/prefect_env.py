@@ -16,8 +16,9 @@ DEFAULT_PREFECT_API_URL = "http://127.0.0.1:4200/api"
 
 def prefect_auth_string(settings: Settings) -> str:
     """The basic-auth string `autopilot up` protects its Prefect server with (token set)."""
-    assert settings.api_token is not None
-    return f"autopilot:{settings.api_token.get_secret_value()}"
+    token = settings.shim_token()
+    assert token is not None
+    return f"autopilot:{token}"
 
 
 def ensure_prefect_api_url() -> str:
@@ -26,6 +27,7 @@ def ensure_prefect_api_url() -> str:
     os.environ.setdefault("PREFECT_API_URL", DEFAULT_PREFECT_API_URL)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     settings = get_settings()
+    # Not `shim_token()`: a blank token is refused where it is used, with the CLI's message.
     if settings.api_token is not None and settings.api_token.get_secret_value().strip():
         os.environ.setdefault("PREFECT_API_AUTH_STRING", prefect_auth_string(settings))
     return os.environ["PREFECT_API_URL"]

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from autopilot.errors import InvalidInput
+
 BUNDLED_SIMULATOR_URL = "http://127.0.0.1:5001"
 
 
@@ -53,6 +55,24 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     # Answer status from memory kept current by Prefect's event stream (see status_cache.py).
     status_cache: bool = True
+
+    def shim_token(self) -> str | None:
+        """The bearer token the shim requires (stripped), or None when unset.
+
+        An empty or blank one is refused (`InvalidInput`, EMPTY_TOKEN): it once counted as "no
+        auth" in one place and as "a token" in another, and opened the shim on every interface.
+        """
+        if self.api_token is None:
+            return None
+        # The shim compares the supplied token stripped, so outer whitespace never matters.
+        token = self.api_token.get_secret_value().strip()
+        if not token:
+            raise InvalidInput(
+                "AUTOPILOT_API_TOKEN is set but empty: unset it to run without a token "
+                "(loopback only), or set it to a real secret",
+                error_code="EMPTY_TOKEN",
+            )
+        return token
 
     @property
     def results_path(self) -> Path:

@@ -41,7 +41,7 @@ def prefect_credentials(settings: Settings, env: dict[str, str]) -> dict[str, st
     """With a shim token configured, the Prefect server `up` runs is protected too (its API
     has no authentication of its own, so anyone on the host could go around the shim): the
     server gets Prefect's basic-auth string and every child the matching client setting."""
-    if settings.api_token is None or not settings.api_token.get_secret_value().strip():
+    if settings.shim_token() is None:  # refuses a blank token before anything starts
         return {}
     auth = env.get("PREFECT_API_AUTH_STRING") or prefect_auth_string(settings)
     return {

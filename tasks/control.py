@@ -33,9 +33,12 @@ class StepInterrupted(AutopilotError):
     """A checkpointed step gave up its turn because its run is being paused or stopped."""
 
     error_code = "STEP_INTERRUPTED"
+    _SAYS = "step interrupted: run is "
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"step interrupted: run is {reason}")
+        # A JSON result rebuilds the exception from its message: take the reason back out.
+        reason = reason.removeprefix(self._SAYS)
+        super().__init__(f"{self._SAYS}{reason}")
         self.reason = reason
 
 

@@ -194,27 +194,37 @@ def test_fail_then_reset_then_start_completes(api: Api, stack: Stack):
     assert ledger["start"] == 2 and ledger["report"] == 1 and ledger["stop"] == 0, ledger
 
 
-def test_twenty_concurrent_starts_make_one_run(api: Api, stack: Stack, shim_url: str):
-    sim = stack.create_simulation(rounds=6)
-    api.configure_auto(sim)
-    callers = 20
+def race(shim_url: str, endpoint: str, body: dict[str, Any], callers: int) -> list[Any]:
+    """`callers` clients POST the same body at once (a barrier lines them up); every
+    answer as (status code, JSON body)."""
     barrier = threading.Barrier(callers)
-    answers: list[tuple[int, dict[str, Any]]] = []
+    answers: list[tuple[int, Any]] = []
     lock = threading.Lock()
 
-    def start() -> None:
+    def call() -> None:
         with httpx.Client(base_url=shim_url, timeout=httpx.Timeout(90, connect=10)) as client:
             barrier.wait(timeout=30)
-            response = client.post(f"{PREFIX}/start", json={"simulation_id": sim})
+            response = client.post(f"{PREFIX}/{endpoint}", json=body)
         with lock:
+            # A plain-text 500 fails here, in the racing thread, and so never answers: the
+            # count check below catches it.
             answers.append((response.status_code, response.json()))
 
-    threads = [threading.Thread(target=start) for _ in range(callers)]
+    threads = [threading.Thread(target=call) for _ in range(callers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a start never answered"
+    assert not any(thread.is_alive() for thread in threads), f"a {endpoint} never answered"
+    assert len(answers) == callers, f"{endpoint}: only {len(answers)} JSON answers: {answers}"
+    return answers
+
+
+def test_twenty_concurrent_starts_make_one_run(api: Api, stack: Stack, shim_url: str):
+    sim = stack.create_simulation(rounds=6)
+    api.configure_auto(sim)
+    callers = 20
+    answers = race(shim_url, "start", {"simulation_id": sim}, callers)
 
     assert [code for code, _ in answers] == [200] * callers, answers
     data = [body["data"] for _, body in answers]
@@ -229,6 +239,41 @@ def test_twenty_concurrent_starts_make_one_run(api: Api, stack: Stack, shim_url:
 
     done = api.wait_for(sim, "completed", timeout=COMPLETION_TIMEOUT)
     check_completed(done, run_ids.pop())
+    assert stack.ledger(sim) == ONE_OF_EACH
+
+
+def one_success_and_conflicts(answers: list[Any], codes: set[str]) -> dict[str, Any]:
+    """Exactly one 200; every other answer a 409 envelope with one of `codes`."""
+    successes = [body for code, body in answers if code == 200]
+    assert len(successes) == 1, answers
+    others = [(code, body) for code, body in answers if code != 200]
+    for code, body in others:
+        assert code == 409, answers
+        assert body["success"] is False and body["error"], body
+        assert body["error_code"] in codes, body
+    return dict(successes[0]["data"])
+
+
+def test_ten_racing_pauses_then_ten_racing_resumes_answer_with_the_envelope(
+    api: Api, stack: Stack, shim_url: str
+):
+    sim = stack.create_simulation(rounds=40, round_seconds=0.3)
+    run_id = start_auto(api, sim)["flow_run_id"]
+    api.wait_monitoring(sim)
+
+    paused = one_success_and_conflicts(
+        race(shim_url, "pause", {"simulation_id": sim}, 10), {"ALREADY_PAUSED"}
+    )
+    assert paused["status"] == "paused" and paused["flow_run_id"] == run_id
+    api.wait_for(sim, "paused", timeout=60)
+
+    resumed = one_success_and_conflicts(
+        race(shim_url, "resume", {"simulation_id": sim}, 10), {"NOT_PAUSED"}
+    )
+    assert resumed["status"] == "active"
+
+    done = api.wait_for(sim, "completed", timeout=COMPLETION_TIMEOUT)
+    check_completed(done, run_id)
     assert stack.ledger(sim) == ONE_OF_EACH
 
 
