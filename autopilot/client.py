@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_ERROR_TEXT = 300
 _MAX_EXCERPT = 120
+# Shorter "secrets" than this are not masked: they would shred ordinary words of a message
+# (a token "tok" inside "Invalid token"), and no real token or password is that short.
+_MIN_MASKED = 4
 _RETRY_AFTER_FALLBACK = [1.0, 2.0, 5.0, 10.0, 30.0]
 _LOGIN_PATH = "/api/v1/auth/login"
 
@@ -87,8 +90,9 @@ class _TokenCache:
 TOKENS = _TokenCache()
 
 
-def error_text(response: httpx.Response) -> str:
-    """The human-readable error of a backend answer, whatever shape its body has."""
+def error_text(response: httpx.Response, secrets: Iterable[str] = ()) -> str:
+    """The human-readable error of a backend answer, whatever shape its body has, with
+    `secrets` masked (an echoing proxy or error page can hand back our password or token)."""
     try:
         body: Any = response.json()
     except (ValueError, RecursionError):
@@ -97,13 +101,25 @@ def error_text(response: httpx.Response) -> str:
     if isinstance(body, list) and body:
         body = body[0]
     if isinstance(body, dict):
-        for key in ("error", "message", "description", "detail"):
-            value = body.get(key)
-            if value:
-                return str(value)[:_MAX_ERROR_TEXT]
-        return f"HTTP {response.status_code}"
-    text = str(body).strip()
-    return text[:_MAX_ERROR_TEXT] if text else f"HTTP {response.status_code}"
+        keys = ("error", "message", "description", "detail")
+        text = next((str(body[key]) for key in keys if body.get(key)), "")
+    else:
+        text = str(body).strip()
+    return _mask(text, secrets)[:_MAX_ERROR_TEXT] if text else f"HTTP {response.status_code}"
+
+
+def _mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every form of every secret replaced by ***, longest first (so a secret
+    that contains another is masked whole)."""
+    forms = {
+        form
+        for secret in secrets
+        if len(secret) >= _MIN_MASKED
+        for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
+    }
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def _retry_after_seconds(response: httpx.Response, attempt: int) -> float:
@@ -192,9 +208,11 @@ class MultimoClient:
         )
         if response.status_code >= 400:
             # Never echo the request: it holds the password.
-            raise BackendAuthError(
-                f"login failed: {error_text(response)}", backend_status=response.status_code
-            )
+            said = error_text(response, self._secrets())
+            if response.status_code >= 500:
+                # A backend restarting answers 5xx to a login too: an outage, ridden out.
+                raise BackendUnavailable(f"login: backend error {response.status_code}: {said}")
+            raise BackendAuthError(f"login failed: {said}", backend_status=response.status_code)
         # No excerpt of a login answer in an error: it carries a credential by design (and an
         # echoing proxy would hand back our password).
         what = f"POST {_LOGIN_PATH}"
@@ -261,7 +279,7 @@ class MultimoClient:
             if waited + delay > self._rate_limit_budget:
                 raise BackendUnavailable(
                     f"backend rate limit on {method} {path} for {waited:.0f}s: "
-                    f"{error_text(response)}"
+                    f"{error_text(response, self._secrets())}"
                 )
             logger.warning("rate limited on %s %s, waiting %.1fs", method, path, delay)
             self._sleep(delay)
@@ -286,17 +304,19 @@ class MultimoClient:
     def _unwrap(self, response: httpx.Response, what: str) -> Any:
         """Map a backend answer onto `data` or the error tree."""
         status = response.status_code
-        if status >= 500:
-            raise BackendUnavailable(f"{what}: backend error {status}: {error_text(response)}")
-        if status in (401, 403):
-            raise BackendAuthError(f"{what}: {error_text(response)}", backend_status=status)
-        if status == 404:
-            raise NotFound(f"{what}: {error_text(response)}")
         if status >= 400:
-            raise BackendRejected(f"{what}: {error_text(response)}", backend_status=status)
+            said = error_text(response, self._secrets())
+            if status >= 500:
+                raise BackendUnavailable(f"{what}: backend error {status}: {said}")
+            if status in (401, 403):
+                raise BackendAuthError(f"{what}: {said}", backend_status=status)
+            if status == 404:
+                raise NotFound(f"{what}: {said}")
+            raise BackendRejected(f"{what}: {said}", backend_status=status)
         body = self._json_body(response, what)
         if isinstance(body, dict) and body.get("success") is False:
-            raise BackendRejected(f"{what}: {error_text(response)}", backend_status=status)
+            said = error_text(response, self._secrets())
+            raise BackendRejected(f"{what}: {said}", backend_status=status)
         return body.get("data") if isinstance(body, dict) else body
 
     # -- parsing: every body and every model goes through these two ---------------------
@@ -501,13 +521,7 @@ def _excerpt(value: Any, *, raw: bool, secrets: Iterable[str]) -> str:
             text = json.dumps(value, ensure_ascii=False)
         except (ValueError, TypeError, RecursionError):
             text = _json_kind(value)
-    for secret in secrets:
-        for form in {
-            secret,
-            json.dumps(secret)[1:-1],
-            json.dumps(secret, ensure_ascii=False)[1:-1],
-        }:
-            text = text.replace(form, "***")
+    text = _mask(text, secrets)
     # Masked everywhere first: no cut below can leave part of a secret.
     text = text[: _MAX_EXCERPT * 20]
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())

@@ -272,6 +272,13 @@ def test_the_longest_valid_id_is_answered_without_a_server_error(api: Api):
             assert response.json()["data"]["simulation_id"] == simulation_id
 
 
+def test_an_id_one_character_too_long_is_told_so(api: Api):
+    for endpoint in ENDPOINTS:
+        response = api.post(endpoint, {"simulation_id": "s" * 201, "mode": "auto"})
+        body = expect_failure(response, 400, "INVALID_SIMULATION_ID")
+        assert "too long" in body["error"] and "200" in body["error"], body
+
+
 def test_a_known_simulation_with_the_longest_valid_id_is_served(api: Api, stack: Stack):
     # Derived names of a 200-character id are cut and hashed (autopilot.names): still served.
     simulation_id = stack.create_simulation(simulation_id=unknown_id().ljust(200, "z"))

@@ -6,7 +6,10 @@ widely; here once, next to the fuzzing).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,3 +140,33 @@ def test_pause_and_resume_of_a_never_started_simulation_are_409_with_stable_code
         assert body["success"] is False and body["error_code"] == code, body
         assert isinstance(body["error"], str) and body["error"], body
     assert stack.ledger(sim) == {"prepare": 0, "start": 0, "stop": 0, "report": 0}
+
+
+def test_every_schemathesis_check_passes_against_the_document(shim_url: str, tmp_path: Path):
+    # The CLI with `--checks all`: no 5xx, no status or body the document does not declare,
+    # schema-valid data accepted, invalid data refused, 405s with `Allow`. Seeded: the same
+    # cases on every run (a new seed is a new adversarial pass, run by hand).
+    command = [
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
+        "run",
+        f"{shim_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        "30",
+        "--seed",
+        "20261202",
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report[-6000:]
+    assert "generated," in report and " passed" in report, report[-2000:]
