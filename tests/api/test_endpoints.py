@@ -240,6 +240,22 @@ def test_resume_when_not_paused_is_409_not_paused(api: Api, stack: Stack):
         api.fail("resume", 409, "NOT_PAUSED", simulation_id=sim)
 
 
+# -- a backend answering nonsense: 502 with the endpoint, never a 500 ---------------------------
+
+
+@pytest.mark.parametrize("answer", ["list", "string", "truncated", "html", "wrong_types"])
+def test_a_backend_answering_nonsense_is_a_502_in_one_sentence(api: Api, stack: Stack, answer: str):
+    sim = stack.create_simulation(rounds=4)
+    stack.set_faults(
+        sim, malformed_routes={f"GET /api/simulation/{sim}": 1}, malformed_answer=answer
+    )
+    body = api.fail("config", 502, "BACKEND_PROTOCOL", simulation_id=sim, mode="auto")
+    assert body["error"].startswith(f"GET /api/simulation/{sim}: the backend answered"), body
+    assert "\n" not in body["error"] and len(body["error"]) < 400, body
+    # The fault is spent: the next call reads the simulation as usual.
+    assert api.ok("config", simulation_id=sim, mode="auto")["mode"] == "auto"
+
+
 # -- odd ids: never a 500 ------------------------------------------------------------------
 
 ODD_IDS = ["a/b", "../..", "x?y=1", "s#1", " ", "\u00fc-\u2603", "%2F", "-leading-dash"]

@@ -178,3 +178,57 @@ def test_the_first_call_of_every_step_rides_out_an_outage(outage_stack: OutageSt
         f"{stack.simulator_url}/api/sim/faults", params={"simulation_id": sim}, timeout=10
     ).json()["data"]["unavailable_routes"]
     assert remaining == dict.fromkeys(routes, 0), remaining
+
+
+# -- a backend that answers nonsense (the simulator's malformed_routes: HTTP 200, bad body) ----
+
+
+@pytest.mark.parametrize("answer", ["truncated", "wrong_types"])
+def test_nonsense_answers_are_ridden_out_like_an_outage(outage_stack: OutageStack, answer: str):
+    stack = outage_stack
+    sim = stack.create_simulation(rounds=3)
+    # Every step's first look and first act answer nonsense three times in a row.
+    routes = {
+        "POST /api/simulation/prepare": 3,
+        f"GET /api/simulation/{sim}": 3,
+        "POST /api/simulation/start": 3,
+        f"GET /api/simulation/{sim}/run-status": 3,
+        "POST /api/report/generate": 3,
+    }
+    stack.set_faults(sim, malformed_routes=routes, malformed_answer=answer)
+
+    run_id = stack.launch(sim, outage_tolerance=60, outage_base_delay=0.2)
+
+    wait_for_state(run_id, {"COMPLETED"}, timeout=120)
+    assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
+    remaining = httpx.get(
+        f"{stack.simulator_url}/api/sim/faults", params={"simulation_id": sim}, timeout=10
+    ).json()["data"]["malformed_routes"]
+    assert remaining == dict.fromkeys(routes, 0), remaining
+    assert stack.worker_noticed(sim, "the backend answered")
+
+
+def test_nonsense_past_the_tolerance_fails_the_run_in_one_sentence(outage_stack: OutageStack):
+    stack = outage_stack
+    sim = stack.create_simulation(rounds=300, round_seconds=0.1)
+    run_id = stack.launch(sim, outage_tolerance=LONG_TOLERANCE)
+    wait_until_monitoring(stack, run_id, sim)
+
+    stack.set_faults(
+        sim,
+        malformed_routes={f"GET /api/simulation/{sim}/run-status": 100_000},
+        malformed_answer="wrong_types",
+    )
+    try:
+        run = wait_for_state(run_id, {"FAILED"}, timeout=60)
+    finally:
+        stack.set_faults(sim, clear=True)
+
+    message = run.state.message
+    assert f"GET /api/simulation/{sim}/run-status: the backend answered" in message, message
+    assert "runner_status" in message, message  # the field it could not read
+    for dump in ("validation error", "pydantic", "Traceback", "input_value"):
+        assert dump not in message, message
+    assert failed_steps(run_id) == ["monitoring"]
+    assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 0}
+    stack.stop_simulation(sim)
