@@ -167,7 +167,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     INVALID_INPUT = "INVALID_INPUT"
     STEP_FAILED = "STEP_FAILED"
-    # autopilot/service.py and autopilot/prefect_store.py.
+    # autopilot/service/operations.py and autopilot/service/prefect_store.py.
     INVALID_SIMULATION_ID = "INVALID_SIMULATION_ID"
     INVALID_MODE = "INVALID_MODE"
     SIMULATION_NOT_FOUND = "SIMULATION_NOT_FOUND"
@@ -187,14 +187,14 @@ class ErrorCode(StrEnum):
     # every code in the tree has one home.
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
     RUN_STOPPED = "RUN_STOPPED"
-    # autopilot/api.py: the shim's own refusals.
+    # autopilot/web/app.py: the shim's own refusals.
     MISSING_SIMULATION_ID = "MISSING_SIMULATION_ID"
     INVALID_JSON = "INVALID_JSON"
     UNAUTHORIZED = "UNAUTHORIZED"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     HTTP_ERROR = "HTTP_ERROR"
-    # autopilot/api.py, at start-up only (the CLI prints them; no request sees them).
+    # autopilot/web/app.py, at start-up only (the CLI prints them; no request sees them).
     TOKEN_REQUIRED = "TOKEN_REQUIRED"
     EMPTY_TOKEN = "EMPTY_TOKEN"
     STARTUP_FAILED = "STARTUP_FAILED"

@@ -57,7 +57,7 @@ ENV = bench_environment("autopilot-bench-mem-")
 WORK = ENV.work
 
 from autopilot.client import MultimoClient  # noqa: E402
-from autopilot.executors import living_executor  # noqa: E402
+from autopilot.worker.executors import living_executor  # noqa: E402
 from tests.prefect_stack import Worker, launch, running_task, state_type  # noqa: E402
 
 DB = ENV.prefect_db

@@ -33,7 +33,7 @@ ENV = bench_environment(
 )
 
 from autopilot.client import MultimoClient  # noqa: E402
-from autopilot.executors import living_executor  # noqa: E402
+from autopilot.worker.executors import living_executor  # noqa: E402
 from tests.prefect_stack import launch, state_type  # noqa: E402
 
 

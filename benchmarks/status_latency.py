@@ -10,7 +10,7 @@ shim), with one shared Prefect client (as the shim holds one) and with a fresh c
 (as a one-shot CLI call), and the Prefect reads it is made of. The worker runs with
 the product defaults: runner poll 1 s, flow-run heartbeats off, monitor poll 30 s, control
 check 1 s (one flow-run read per second per active run). The shim answers status from its
-event-fed cache (autopilot/status_cache.py), as it does by default.
+event-fed cache (autopilot/service/status_cache.py), as it does by default.
 
     .venv/bin/python benchmarks/status_latency.py [--active 10] [--calls 500]
     .venv/bin/python benchmarks/status_latency.py --db postgres --active 100 --round-seconds 2
@@ -56,7 +56,7 @@ import anyio  # noqa: E402
 import httpx  # noqa: E402
 
 from autopilot.client import MultimoClient  # noqa: E402
-from autopilot.executors import living_executor  # noqa: E402
+from autopilot.worker.executors import living_executor  # noqa: E402
 
 PREFIX = "/api/simulation/auto-pilot"
 
@@ -144,7 +144,7 @@ def time_freshness(client: httpx.Client, sims: list[str], trials: int) -> list[f
     """Seconds from a pause (then a resume) made by another process (an in-process service
     without the shim's cache, as the CLI is) until the shim's status shows it: how stale the
     shim's remembered answer can be."""
-    from autopilot.service import AutopilotService
+    from autopilot.service.operations import AutopilotService
     from autopilot.settings import Settings
 
     writer = AutopilotService(Settings())
@@ -173,7 +173,7 @@ def time_in_process(sims: list[str], calls: int, budget: float) -> dict[str, lis
     from prefect.client.orchestration import get_client
 
     from autopilot.names import variable_name
-    from autopilot.service import AutopilotService
+    from autopilot.service.operations import AutopilotService
     from autopilot.settings import Settings
 
     shared = AutopilotService(Settings())  # opened below: one client, like the shim

@@ -9,11 +9,12 @@ from typing import TypeVar
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from autopilot import crashpoints, names
+from autopilot import names
 from autopilot.backend_models import Report
 from autopilot.client import MultimoClient
 from autopilot.errors import StepFailed
 from autopilot.models import BackendBaseline, ReportResult, Step, StepContext
+from autopilot.run import crashpoints
 from autopilot.settings import get_settings
 from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl, StepInterrupted

@@ -9,10 +9,11 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from autopilot import crashpoints, names
+from autopilot import names
 from autopilot.backend_models import RunStatus
 from autopilot.errors import StepFailed
 from autopilot.models import MonitorResult, Step, StepContext
+from autopilot.run import crashpoints
 from autopilot.settings import get_settings
 from tasks.backend import backend_client
 from tasks.control import RunControl, StepInterrupted

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from autopilot import crashpoints
 from autopilot.backend_models import RunStatus
 from autopilot.models import BackendBaseline, StartResult, Step, StepContext
+from autopilot.run import crashpoints
 from autopilot.settings import get_settings
 from tasks.backend import backend_client, checkpointed_step
 from tasks.control import RunControl

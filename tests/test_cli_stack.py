@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from autopilot.supervisor import port_in_use
+from autopilot.devstack.supervisor import port_in_use
 from tests.helpers import free_port, wait_until
 
 AUTOPILOT = [sys.executable, "-c", "from autopilot.cli import main; main()"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from prefect.serializers import JSONSerializer
 
+import autopilot.devstack.supervisor  # noqa: F401  (defines StartupFailed on the tree)
 import autopilot.errors as errors
-import autopilot.supervisor  # noqa: F401  (defines StartupFailed on the tree)
 import tasks.control  # noqa: F401  (defines StepInterrupted, RunStopped)
 from autopilot.errors import AutopilotError
 

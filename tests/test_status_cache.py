@@ -19,9 +19,9 @@ import anyio
 import pytest
 
 from autopilot.models import SimulationConfig
-from autopilot.prefect_store import ChangeRefs
-from autopilot.status_cache import CacheTimings, StatusCache, StatusInputs
-from autopilot.status_projection import ProgressRecord, RunSnapshot
+from autopilot.service.prefect_store import ChangeRefs
+from autopilot.service.projection import ProgressRecord, RunSnapshot
+from autopilot.service.status_cache import CacheTimings, StatusCache, StatusInputs
 from tests.helpers import await_until
 
 FAST = CacheTimings(settle=0.02, confirm=0.3, progress_every=0.02, max_age=60, reconnect_every=0.02)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from autopilot.api_models import Mode, Status
 from autopilot.models import SimulationConfig
-from autopilot.status_projection import (
+from autopilot.service.projection import (
     ProgressRecord,
     RunSnapshot,
     StepRecord,

@@ -185,6 +185,6 @@ def test_artifact_keys_are_lowercase_dashes():
 
 
 def test_crashed_runs_restart_at_once_then_with_growing_delays():
-    from autopilot.recovery import restart_delay
+    from autopilot.worker.recovery import restart_delay
 
     assert [restart_delay(n) for n in (1, 2, 3, 4, 8)] == [0.0, 2.0, 4.0, 8.0, 60.0]

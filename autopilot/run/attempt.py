@@ -6,11 +6,11 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
 from autopilot.errors import StepFailed
-from autopilot.executors import register_executor
 from autopilot.models import RunOptions, StepContext
 from autopilot.run.claim import claim, resolve_generation, tag_run
 from autopilot.run.quiet_logs import quiet_known_outcomes
 from autopilot.settings import get_settings
+from autopilot.worker.executors import register_executor
 from tasks.progress import ProgressPublisher
 
 

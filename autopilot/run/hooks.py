@@ -26,7 +26,7 @@ _STARTED_STEPS = {Step.STARTING.value, Step.MONITORING.value, Step.GENERATING_RE
 
 def restart_crashed_run(flow: Flow, flow_run: FlowRun, state: State[Any]) -> None:
     """on_crashed: restart the run on its own id, capped."""
-    from autopilot.recovery import restart_or_give_up
+    from autopilot.worker.recovery import restart_or_give_up
 
     async def restart() -> None:
         async with get_client() as client:

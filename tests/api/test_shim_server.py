@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from autopilot.api import MAX_BODY_BYTES, ShimApp
+from autopilot.web.app import MAX_BODY_BYTES, ShimApp
 from tests.api.shim import ENDPOINTS, NO_STATE_KEYS, PREFIX, expect_failure, expect_ok, unknown_id
 from tests.conftest import SESSION_DIR
 from tests.helpers import free_port, stop_process, wait_until

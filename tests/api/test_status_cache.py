@@ -11,9 +11,9 @@ from typing import Any
 import anyio
 
 from autopilot.api_models import AutopilotStatus
-from autopilot.service import AutopilotService
+from autopilot.service.operations import AutopilotService
+from autopilot.service.status_cache import CacheTimings, StatusCache
 from autopilot.settings import Settings
-from autopilot.status_cache import CacheTimings, StatusCache
 from tests.helpers import await_until
 from tests.stack_fixtures import Stack
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from autopilot.chaos import INJECTIONS, TARGETS, check_invariants
+from autopilot.devstack.chaos import INJECTIONS, TARGETS, check_invariants
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
 

@@ -29,7 +29,7 @@ set_hypothesis_home_dir(SESSION_DIR / "hypothesis")
 
 PREFIX = "/api/simulation/auto-pilot"
 ENDPOINTS = ("config", "start", "pause", "resume", "stop", "status", "reset")
-# Ids of the shape the service accepts (autopilot/service.py, check_simulation_id).
+# Ids of the shape the service accepts (autopilot/service/operations.py, check_simulation_id).
 WELL_FORMED_ID = r"(sim_)?[A-Za-z0-9][A-Za-z0-9_.:-]{0,40}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from autopilot.executors import living_executor
+from autopilot.worker.executors import living_executor
 from tests.flow.test_outcomes import step_states
 from tests.helpers import run_status_poll_times, wait_until
 from tests.prefect_stack import launch, wait_for_state

@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from autopilot import crashpoints
-from autopilot.executors import living_executor
+from autopilot.run import crashpoints
+from autopilot.worker.executors import living_executor
 from tests.helpers import wait_until
 from tests.prefect_stack import launch, read_flow_run, running_task, wait_for_state
 from tests.stack_fixtures import Stack

@@ -30,7 +30,7 @@ JSON_OUTPUT = typer.Option(False, "--json", help="Print the result as JSON.")
 
 def _run(operation: Callable[[Any], Awaitable[T]]) -> T:
     """Run one service operation with a service built from the settings."""
-    from autopilot.service import AutopilotService
+    from autopilot.service.operations import AutopilotService
     from autopilot.settings import get_settings
 
     service = AutopilotService(get_settings())
@@ -99,7 +99,7 @@ def status_cmd(
 ) -> None:
     """Show the auto-pilot's status (the machine-readable state with --json)."""
     if watch:
-        from autopilot.watch import watch_status
+        from autopilot.cli.watch import watch_status
 
         final = watch_status(simulation_id, console)
         _print(final, as_json)
@@ -117,7 +117,7 @@ def up_cmd(
     ),
 ) -> None:
     """Start Prefect server, simulator, worker and REST shim; supervise until Ctrl-C."""
-    from autopilot.demo import run_up
+    from autopilot.devstack.demo import run_up
 
     run_up(console, with_simulator=with_simulator)
 
@@ -128,7 +128,7 @@ def demo_cmd(
     agents: int = typer.Option(40, min=2, help="Agents of the demo simulation."),
 ) -> None:
     """A full auto-pilot run on the bundled simulator, with live progress and the report."""
-    from autopilot.demo import run_demo
+    from autopilot.devstack.demo import run_demo
 
     final = run_demo(console, rounds=rounds, agents=agents)
     if final.get("status") != "completed":
@@ -150,8 +150,8 @@ def chaos_cmd(
     """Kill processes at random moments; exit 1 on any violated invariant."""
     import signal
 
-    from autopilot.chaos import Chaos
-    from autopilot.demo import raise_interrupt
+    from autopilot.devstack.chaos import Chaos
+    from autopilot.devstack.demo import raise_interrupt
 
     # SIGTERM as Ctrl-C: the harness's stack is stopped on the way out either way.
     signal.signal(signal.SIGTERM, raise_interrupt)
@@ -168,7 +168,7 @@ def chaos_cmd(
 @app.command("api")
 def api_cmd() -> None:
     """Serve the REST shim (AUTOPILOT_API_HOST/PORT, default 127.0.0.1:8000)."""
-    from autopilot.api import serve_api
+    from autopilot.web.app import serve_api
 
     serve_api()
 
@@ -179,7 +179,7 @@ def worker_cmd(
     poll_seconds: float = typer.Option(1.0, help="How often the runner looks for work."),
 ) -> None:
     """Serve the auto-pilot deployment and recover crashed runs."""
-    from deployments.serve import main as serve_main
+    from autopilot.worker.serve import main as serve_main
 
     serve_main(["--name", name, "--poll-seconds", str(poll_seconds)])
 

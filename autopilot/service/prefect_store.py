@@ -43,7 +43,7 @@ from autopilot import names
 from autopilot.errors import Conflict, PrefectUnavailable
 from autopilot.models import SimulationConfig
 from autopilot.progress_codec import decode_description
-from autopilot.status_projection import ProgressRecord, RunSnapshot, StepRecord
+from autopilot.service.projection import ProgressRecord, RunSnapshot, StepRecord
 
 A = TypeVar("A")
 B = TypeVar("B")

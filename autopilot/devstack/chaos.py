@@ -34,9 +34,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from autopilot.devstack.supervisor import Supervisor
 from autopilot.errors import InvalidInput
 from autopilot.settings import Settings
-from autopilot.supervisor import Supervisor
 
 TARGETS = ("flow", "worker", "shim", "simulator", "prefect")
 INJECTIONS = ("flow@start-accepted", "flow@report-done", "flow@pause-window")
@@ -185,7 +185,7 @@ class Chaos:
         return next(c for c in self.supervisor.children if c.name == name)
 
     def _kill(self, target: str, flow_run_id: str | None, worker_alone: bool = False) -> str:
-        from autopilot.executors import living_executor
+        from autopilot.worker.executors import living_executor
 
         if target.startswith("flow"):
             # The moment may fall before the run's process exists: kill it as soon as it does.
@@ -212,7 +212,7 @@ class Chaos:
     def _trial(
         self, number: int, target: str, kill_at: float | None, worker_alone: bool = False
     ) -> Trial:
-        from autopilot import crashpoints
+        from autopilot.run import crashpoints
 
         trial = Trial(number=number, target=target)
         sim = trial.simulation_id = self._create_simulation(number)

@@ -28,8 +28,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Failed, Scheduled
 
-from autopilot.executors import has_executor_record, living_executor
 from autopilot.settings import get_settings
+from autopilot.worker.executors import has_executor_record, living_executor
 
 logger = logging.getLogger(__name__)
 

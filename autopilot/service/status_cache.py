@@ -37,8 +37,8 @@ from anyio.abc import TaskStatus
 
 from autopilot.models import SimulationConfig
 from autopilot.names import variable_name
-from autopilot.prefect_store import ChangeRefs
-from autopilot.status_projection import ProgressRecord, RunSnapshot, is_active
+from autopilot.service.prefect_store import ChangeRefs
+from autopilot.service.projection import ProgressRecord, RunSnapshot, is_active
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from autopilot.status_projection import STEP_ORDER
+from autopilot.service.projection import STEP_ORDER
 
 FINAL_STATUSES = {"completed", "failed", "inactive"}
 
@@ -17,7 +17,7 @@ def _fetch(simulation_id: str) -> dict[str, Any]:
     import anyio
     from pydantic import BaseModel
 
-    from autopilot.service import AutopilotService
+    from autopilot.service.operations import AutopilotService
     from autopilot.settings import get_settings
 
     async def read() -> Any:

@@ -32,10 +32,10 @@ from autopilot.api_models import (
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
 from autopilot.models import SimulationConfig, Step
-from autopilot.prefect_store import PrefectStore
+from autopilot.service.prefect_store import PrefectStore
+from autopilot.service.projection import RunSnapshot, is_active, no_state, project
+from autopilot.service.status_cache import CacheTimings, StatusCache, StatusInputs
 from autopilot.settings import Settings
-from autopilot.status_cache import CacheTimings, StatusCache, StatusInputs
-from autopilot.status_projection import RunSnapshot, is_active, no_state, project
 
 logger = logging.getLogger(__name__)
 

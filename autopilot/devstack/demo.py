@@ -12,8 +12,8 @@ from typing import Any
 
 from rich.console import Console
 
+from autopilot.devstack.supervisor import Supervisor
 from autopilot.settings import Settings, get_settings
-from autopilot.supervisor import Supervisor
 
 # Demo timings: a whole run in well under two minutes on a small machine.
 DEMO_SIMULATOR = {"round_seconds": 0.5, "prepare_seconds": 2.0, "report_seconds": 1.0}
@@ -72,9 +72,9 @@ def run_demo(console: Console, rounds: int = 24, agents: int = 40) -> dict[str, 
     _use_stack_environment(supervisor)
     import anyio
 
+    from autopilot.cli.watch import watch_status
     from autopilot.client import MultimoClient
-    from autopilot.service import AutopilotService
-    from autopilot.watch import watch_status
+    from autopilot.service.operations import AutopilotService
 
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:

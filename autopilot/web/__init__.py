@@ -1,0 +1,1 @@
+"""The REST shim: the seven `/api/simulation/auto-pilot/*` routes over the service side."""
