@@ -22,6 +22,12 @@ class Step(StrEnum):
     FAILED = "failed"
 
 
+# A run that reached one of these steps may have started the simulation on the backend.
+STARTED_STEPS = frozenset(
+    {Step.STARTING.value, Step.MONITORING.value, Step.GENERATING_REPORT.value}
+)
+
+
 class RunOptions(BaseModel):
     """Per-run options; None means "use the worker's settings"."""
 

@@ -13,15 +13,12 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from autopilot import names
 from autopilot.errors import AutopilotError
-from autopilot.models import Step
+from autopilot.models import STARTED_STEPS
 from autopilot.run.claim import read_config
 from autopilot.settings import get_settings
 from tasks.backend import backend_client
 
 logger = logging.getLogger(__name__)
-
-# Steps that run once the simulation may have been started by this run.
-_STARTED_STEPS = {Step.STARTING.value, Step.MONITORING.value, Step.GENERATING_REPORT.value}
 
 
 def restart_crashed_run(flow: Flow, flow_run: FlowRun, state: State[Any]) -> None:
@@ -41,7 +38,7 @@ def reached_starting(flow_run_id: Any) -> bool:
         task_runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
-    return any(names.step_of_task_run(run.name) in _STARTED_STEPS for run in task_runs)
+    return any(names.step_of_task_run(run.name) in STARTED_STEPS for run in task_runs)
 
 
 def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State[Any]) -> None:

@@ -24,61 +24,33 @@ from autopilot.api_models import (
     AutopilotStatus,
     ConfigResult,
     ControlResult,
-    Mode,
     ResetResult,
     StartResult,
     Status,
 )
 from autopilot.client import MultimoClient
-from autopilot.errors import BackendRejected, Conflict, InvalidInput, NotFound
-from autopilot.models import SimulationConfig, Step
+from autopilot.errors import BackendRejected, NotFound
+from autopilot.models import SimulationConfig
 from autopilot.service.prefect_store import PrefectStore
 from autopilot.service.projection import RunSnapshot, is_active, no_state, project
+from autopilot.service.rules import (
+    PauseAction,
+    StartAction,
+    check_pause,
+    check_resume,
+    check_running,
+    check_simulation_id,
+    check_startable,
+    next_generation,
+    parse_mode,
+    plan_start,
+    started_by_current_generation,
+    stop_begins_a_generation,
+)
 from autopilot.service.status_cache import CacheTimings, StatusCache, StatusInputs
 from autopilot.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-_TERMINAL_UNSUCCESSFUL = {"FAILED", "CANCELLED", "CRASHED"}
-# A run that reached one of these steps may have started the simulation on the backend.
-_STARTED_STEPS = {Step.STARTING.value, Step.MONITORING.value, Step.GENERATING_REPORT.value}
-
-
-def check_simulation_id(simulation_id: str) -> None:
-    """Ids go into backend URLs and Prefect names: letters, digits, `_ . : -` only."""
-    if not names.is_valid_simulation_id(simulation_id):
-        raise InvalidInput(
-            "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
-            "(starting with a letter or digit)",
-            error_code="INVALID_SIMULATION_ID",
-        )
-
-
-def started_by_current_generation(config: SimulationConfig, latest: RunSnapshot | None) -> bool:
-    """Whether the current generation's run got as far as starting the simulation: only then
-    is stopping the simulation on the backend ours to do (never one started by hand)."""
-    if latest is None or latest.generation < config.generation:
-        return False
-    return any(step.name in _STARTED_STEPS for step in latest.steps)
-
-
-def next_generation(config: SimulationConfig, latest: RunSnapshot | None, begun_by: str) -> None:
-    """Move the config on to a new generation with a new identity (pure, in place)."""
-    config.generation = max(config.generation, latest.generation if latest else 0) + 1
-    config.generation_id = names.new_generation_id()
-    config.begun_by = begun_by
-
-
-def parse_mode(mode: str | None) -> Mode:
-    """`auto` or `manual`, case-insensitive; anything else is invalid input."""
-    if mode is None or not str(mode).strip():
-        raise InvalidInput("mode is required: 'auto' or 'manual'", error_code="INVALID_MODE")
-    try:
-        return Mode(str(mode).strip().lower())
-    except ValueError:
-        raise InvalidInput(
-            f"mode must be 'auto' or 'manual', not {mode!r}", error_code="INVALID_MODE"
-        ) from None
 
 
 class AutopilotService:
@@ -88,10 +60,11 @@ class AutopilotService:
         self,
         settings: Settings,
         backend_factory: Callable[[], MultimoClient] | None = None,
+        store: PrefectStore | None = None,
     ) -> None:
         self.settings = settings
         self._backend_factory = backend_factory or (lambda: MultimoClient.from_settings(settings))
-        self.store = PrefectStore(settings.deployment_name)
+        self.store = store or PrefectStore(settings.deployment_name)
         # Serialises changes per simulation inside this process: twenty racing starts make
         # one write and nineteen cheap reads. Across processes the idempotency key decides.
         self._locks: dict[str, anyio.Lock] = {}
@@ -203,43 +176,29 @@ class AutopilotService:
 
     async def _start(self, simulation_id: str, force: bool) -> StartResult:
         config = await self._config(simulation_id)
-        if config.mode is not Mode.AUTO:
-            raise InvalidInput(
-                "auto-pilot mode is not 'auto': call config with mode=auto first",
-                error_code="MODE_NOT_AUTO",
-            )
+        check_startable(config)  # before the backend is asked: MODE_NOT_AUTO is cheap
         await self._require_simulation(simulation_id)
         runs = await self.store.runs(simulation_id)
-        latest = runs[0] if runs else None
-        # A run of an older generation is being cancelled (stop/reset): it does not block.
-        active = (
-            is_active(latest) and latest is not None and (latest.generation >= config.generation)
-        )
-        if active and not force:
-            current = await self.store.latest_run(simulation_id)
+        plan = plan_start(config, runs, force)
+        if plan.action is StartAction.RETURN_ACTIVE:
+            current = await self.store.latest_run(simulation_id, runs)
             return self._start_result(simulation_id, config, current, "already active", False)
-        if force or (latest is not None and latest.generation == config.generation and
-                     latest.state_type == "COMPLETED"):  # fmt: skip
-            if active:
-                # Its steps tell whether it started the simulation (runs() has no details).
-                detailed = await self.store.latest_run(simulation_id)
-                await self._cancel_active(simulation_id, config, detailed)
-            next_generation(config, latest, "force")
+        if plan.cancel_active:
+            # Its steps tell whether it started the simulation (runs() has no details).
+            detailed = await self.store.latest_run(simulation_id, runs)
+            await self._cancel_active(simulation_id, config, detailed)
+        if plan.new_generation:
+            next_generation(config, runs[0] if runs else None, "force")
             await self._save(simulation_id, config)
-        elif config.generation_id is None:
+        elif plan.needs_identity:
             # First start (or a variable from before generation ids): give it an identity.
             config.generation_id = names.new_generation_id()
             await self._save(simulation_id, config)
-        attempt = sum(
-            1
-            for run in runs
-            if run.generation == config.generation and run.state_type in _TERMINAL_UNSUCCESSFUL
-        )
         created = await self.store.create_run(
             simulation_id,
             config.generation,
             names.idempotency_key(
-                simulation_id, config.generation, config.generation_id or "", attempt
+                simulation_id, config.generation, config.generation_id or "", plan.attempt
             ),
         )
         message = "auto-pilot restarted (new generation)" if force else "auto-pilot started"
@@ -277,22 +236,15 @@ class AutopilotService:
     async def _pause(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
-        if latest is None or latest.generation < config.generation:
-            raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
-        if latest.state_type == "PAUSED":
-            raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
-        if latest.state_type in {"SCHEDULED", "PENDING"}:
+        action = check_pause(config, latest)
+        assert latest is not None  # check_pause refuses a missing run
+        if action is PauseAction.WAIT_UNTIL_RUNNING:
             # A run the runner is about to start must not have its state forced under it (it
             # would run anyway, or be lost to the runner): wait until it runs, then suspend.
             latest.state_type = await self.store.wait_until_running(
                 UUID(latest.flow_run_id), timeout=self.settings.pause_wait
             )
-        if latest.state_type != "RUNNING":
-            raise Conflict(
-                f"auto-pilot cannot pause while {latest.state_name.lower()}; try again when it "
-                "runs",
-                error_code="NOT_ACTIVE",
-            )
+            check_running(latest.state_type, latest.state_type.title())
         try:
             await self.store.suspend(UUID(latest.flow_run_id))
         finally:
@@ -314,13 +266,7 @@ class AutopilotService:
 
     async def _resume(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
-        latest = await self.store.latest_run(simulation_id)
-        if (
-            latest is None
-            or latest.generation < config.generation
-            or (latest.state_type != "PAUSED")
-        ):
-            raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED")
+        latest = check_resume(config, await self.store.latest_run(simulation_id))
         try:
             await self.store.resume(UUID(latest.flow_run_id))
         finally:
@@ -348,7 +294,7 @@ class AutopilotService:
         config = await self._config(simulation_id)
         latest = await self.store.latest_run(simulation_id)
         await self._cancel_active(simulation_id, config, latest)
-        if latest is not None and latest.generation >= config.generation:
+        if stop_begins_a_generation(config, latest):
             next_generation(config, latest, "stop")
             await self._save(simulation_id, config)
         return ControlResult(

@@ -16,6 +16,7 @@ from uuid import UUID
 import anyio
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     ArtifactCollectionFilter,
     ArtifactCollectionFilterFlowRunId,
@@ -33,6 +34,7 @@ from prefect.exceptions import (
     Abort,
     FlowPauseTimeout,
     NotPausedError,
+    ObjectAlreadyExists,
     ObjectNotFound,
     Pause,
     PrefectHTTPStatusError,
@@ -185,16 +187,20 @@ def _snapshot(run: FlowRun) -> RunSnapshot:
 class PrefectStore:
     """The Prefect side of the service."""
 
-    def __init__(self, deployment_name: str) -> None:
+    def __init__(self, deployment_name: str, httpx_settings: dict[str, Any] | None = None) -> None:
         self.deployment_name = deployment_name
+        # Extra settings of the kept client's httpx client (event hooks that count requests).
+        self._httpx_settings = httpx_settings or {}
         # A long-lived process (the shim) keeps one client: opening one costs ~25 ms here,
         # more than a request on it.
         self._client: PrefectClient | None = None
+        self._deployment_ids: dict[str, UUID] = {}
 
     async def open(self) -> None:
         """Keep one Prefect client open until `close()`."""
         if self._client is None:
-            client = get_client(httpx_settings={"transport": FailFastTransport()})
+            settings = {"transport": FailFastTransport(), **self._httpx_settings}
+            client = get_client(httpx_settings=settings)
             await client.__aenter__()
             self._client = client
 
@@ -225,10 +231,21 @@ class PrefectStore:
         return await self.read_config_or_none(name) or SimulationConfig()
 
     async def write_config(self, name: str, config: SimulationConfig) -> None:
-        from prefect.variables import Variable
-
-        async with prefect():
-            await Variable.aset(name, config.model_dump(mode="json"), overwrite=True)
+        """Update the variable, creating it the first time (on the kept client: no second
+        client for `Variable.aset`, and one call where the variable exists)."""
+        value = config.model_dump(mode="json")
+        async with self._api() as client:
+            try:
+                await client.update_variable(VariableUpdate(name=name, value=value))
+                return
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+            try:
+                await client.create_variable(VariableCreate(name=name, value=value))
+            except ObjectAlreadyExists:
+                # Another process created it between our two calls: ours is the newer value.
+                await client.update_variable(VariableUpdate(name=name, value=value))
 
     # -- flow runs -------------------------------------------------------------------
 
@@ -246,9 +263,12 @@ class PrefectStore:
         snapshots.sort(key=lambda s: (s.generation, s.created or 0), reverse=True)  # type: ignore[arg-type, return-value]
         return snapshots
 
-    async def latest_run(self, simulation_id: str) -> RunSnapshot | None:
-        """The newest run with its steps and latest progress."""
-        runs = await self.runs(simulation_id)
+    async def latest_run(
+        self, simulation_id: str, runs: list[RunSnapshot] | None = None
+    ) -> RunSnapshot | None:
+        """The newest run with its steps and latest progress (of `runs` when already read)."""
+        if runs is None:
+            runs = await self.runs(simulation_id)
         if not runs:
             return None
         latest = runs[0]
@@ -345,23 +365,49 @@ class PrefectStore:
     async def create_run(self, simulation_id: str, generation: int, key: str) -> RunSnapshot:
         """Create (or, for a used key, get back) the flow run of this attempt."""
         async with self._api() as client:
+            deployment_id = await self._deployment_id(client)
             try:
-                deployment = await client.read_deployment_by_name(self.deployment_name)
-            except ObjectNotFound:
-                raise PrefectUnavailable(
-                    f"deployment {self.deployment_name} is not registered: start `autopilot "
-                    "worker` (or `autopilot up`)",
-                    error_code="DEPLOYMENT_NOT_FOUND",
-                ) from None
-            run = await client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters={"simulation_id": simulation_id, "generation": generation},
-                tags=names.run_tags(simulation_id, generation),
-                idempotency_key=key,
-            )
+                run = await self._create(client, deployment_id, simulation_id, generation, key)
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+                # The deployment was deleted and served again under a new id since we read it.
+                self._deployment_ids.pop(self.deployment_name, None)
+                deployment_id = await self._deployment_id(client)
+                run = await self._create(client, deployment_id, simulation_id, generation, key)
             snapshot = _snapshot(run)
-            await self._load_details(client, snapshot)
+            # A run that never ran (a new one, always, unless the key was used) has no steps
+            # or progress yet: nothing to read.
+            if run.run_count or snapshot.state_type not in {"SCHEDULED", "PENDING"}:
+                await self._load_details(client, snapshot)
         return snapshot
+
+    async def _deployment_id(self, client: PrefectClient) -> UUID:
+        """The deployment's id, read once per process (serving it again keeps its id)."""
+        cached = self._deployment_ids.get(self.deployment_name)
+        if cached is not None:
+            return cached
+        try:
+            deployment = await client.read_deployment_by_name(self.deployment_name)
+        except ObjectNotFound:
+            raise PrefectUnavailable(
+                f"deployment {self.deployment_name} is not registered: start `autopilot "
+                "worker` (or `autopilot up`)",
+                error_code="DEPLOYMENT_NOT_FOUND",
+            ) from None
+        self._deployment_ids[self.deployment_name] = deployment.id
+        return deployment.id
+
+    @staticmethod
+    async def _create(
+        client: PrefectClient, deployment_id: UUID, simulation_id: str, generation: int, key: str
+    ) -> FlowRun:
+        return await client.create_flow_run_from_deployment(
+            deployment_id,
+            parameters={"simulation_id": simulation_id, "generation": generation},
+            tags=names.run_tags(simulation_id, generation),
+            idempotency_key=key,
+        )
 
     async def cancel(self, flow_run_id: UUID, state_type: str) -> None:
         """Cancel a run: through its runner if a process executes it, else directly."""

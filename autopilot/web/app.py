@@ -1,10 +1,11 @@
 """The REST shim: the seven `POST /api/simulation/auto-pilot/*` endpoints of the original.
 
 Routes are thin: a request model in, one service call, the envelope out. Errors are mapped
-once, here and in `autopilot.web.answers`: `{success: false, error, error_code}` with the error class's HTTP status.
+once, here and in `autopilot.web.answers`: `{success: false, error, error_code}` with the
+error class's HTTP status.
 
-Two pure-ASGI layers (`autopilot.web.asgi`) make sure no answer goes out without that envelope and no body is read
-before it should be, outermost first:
+Two pure-ASGI layers (`autopilot.web.asgi`) make sure no answer goes out without that envelope
+and no body is read before it should be, outermost first:
 
     EnvelopeSafetyNet   outside Starlette's own error middleware: any BaseException still
                         escaping (Prefect's Pause/Abort are not `Exception`s) becomes a 500

@@ -1,0 +1,166 @@
+"""The rules of the seven operations: pure functions from (config, runs) to a decision.
+
+No Prefect, no HTTP (the clock only as a parameter): `operations` reads, asks these, then
+writes what they decided. tests/service/test_rules.py checks every branch on hand-made
+snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from autopilot import names
+from autopilot.api_models import Mode
+from autopilot.errors import Conflict, InvalidInput
+from autopilot.models import STARTED_STEPS, SimulationConfig
+from autopilot.service.projection import RunSnapshot, is_active
+
+TERMINAL_UNSUCCESSFUL = frozenset({"FAILED", "CANCELLED", "CRASHED"})
+# A run the runner is about to start: its state must not be forced under it.
+NOT_YET_RUNNING = frozenset({"SCHEDULED", "PENDING"})
+
+
+def check_simulation_id(simulation_id: str) -> None:
+    """Ids go into backend URLs and Prefect names: letters, digits, `_ . : -` only."""
+    if not names.is_valid_simulation_id(simulation_id):
+        raise InvalidInput(
+            "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
+            "(starting with a letter or digit)",
+            error_code="INVALID_SIMULATION_ID",
+        )
+
+
+def parse_mode(mode: str | None) -> Mode:
+    """`auto` or `manual`, case-insensitive; anything else is invalid input."""
+    if mode is None or not str(mode).strip():
+        raise InvalidInput("mode is required: 'auto' or 'manual'", error_code="INVALID_MODE")
+    try:
+        return Mode(str(mode).strip().lower())
+    except ValueError:
+        raise InvalidInput(
+            f"mode must be 'auto' or 'manual', not {mode!r}", error_code="INVALID_MODE"
+        ) from None
+
+
+def current(config: SimulationConfig, latest: RunSnapshot | None) -> RunSnapshot | None:
+    """The latest run if it belongs to the current generation (older ones are history)."""
+    return latest if latest is not None and latest.generation >= config.generation else None
+
+
+def started_by_current_generation(config: SimulationConfig, latest: RunSnapshot | None) -> bool:
+    """Whether the current generation's run got as far as starting the simulation: only then
+    is stopping the simulation on the backend ours to do (never one started by hand)."""
+    run = current(config, latest)
+    return run is not None and any(step.name in STARTED_STEPS for step in run.steps)
+
+
+def next_generation(config: SimulationConfig, latest: RunSnapshot | None, begun_by: str) -> None:
+    """Move the config on to a new generation with a new identity (in place)."""
+    config.generation = max(config.generation, latest.generation if latest else 0) + 1
+    config.generation_id = names.new_generation_id()
+    config.begun_by = begun_by
+
+
+# -- start ----------------------------------------------------------------------------------
+
+
+def check_startable(config: SimulationConfig) -> None:
+    """Only an auto-mode simulation starts (checked before anything is read from the backend)."""
+    if config.mode is not Mode.AUTO:
+        raise InvalidInput(
+            "auto-pilot mode is not 'auto': call config with mode=auto first",
+            error_code="MODE_NOT_AUTO",
+        )
+
+
+class StartAction(StrEnum):
+    RETURN_ACTIVE = "return the active run"
+    CREATE = "create a run"
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    action: StartAction
+    # Begin a new generation first (forced, or the current one completed).
+    new_generation: bool = False
+    # A forced start over a run that is still active: cancel it first.
+    cancel_active: bool = False
+    # The generation has no identity yet (its first start): give it one.
+    needs_identity: bool = False
+    # Failed attempts of the generation so far: part of the idempotency key.
+    attempt: int = 0
+
+
+def plan_start(
+    config: SimulationConfig,
+    runs: list[RunSnapshot],
+    force: bool,
+    now: datetime | None = None,
+) -> StartPlan:
+    """What a start does, given the config and the runs newest first."""
+    check_startable(config)
+    latest = runs[0] if runs else None
+    # A run of an older generation is being cancelled (stop/reset): it does not block.
+    active = is_active(current(config, latest), now)
+    if active and not force:
+        return StartPlan(StartAction.RETURN_ACTIVE)
+    completed = (
+        latest is not None
+        and latest.generation == config.generation
+        and latest.state_type == "COMPLETED"
+    )
+    if force or completed:
+        return StartPlan(StartAction.CREATE, new_generation=True, cancel_active=active)
+    attempt = sum(
+        1
+        for run in runs
+        if run.generation == config.generation and run.state_type in TERMINAL_UNSUCCESSFUL
+    )
+    return StartPlan(
+        StartAction.CREATE, needs_identity=config.generation_id is None, attempt=attempt
+    )
+
+
+# -- pause, resume, stop ----------------------------------------------------------------------
+
+
+class PauseAction(StrEnum):
+    SUSPEND = "suspend"
+    WAIT_UNTIL_RUNNING = "wait until it runs, then suspend"
+
+
+def check_pause(config: SimulationConfig, latest: RunSnapshot | None) -> PauseAction:
+    """Whether the latest run can be paused now, after it starts running, or not at all."""
+    run = current(config, latest)
+    if run is None:
+        raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
+    if run.state_type == "PAUSED":
+        raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
+    if run.state_type in NOT_YET_RUNNING:
+        return PauseAction.WAIT_UNTIL_RUNNING
+    check_running(run.state_type, run.state_name)
+    return PauseAction.SUSPEND
+
+
+def check_running(state_type: str, state_name: str) -> None:
+    """A pause suspends a running run only."""
+    if state_type != "RUNNING":
+        raise Conflict(
+            f"auto-pilot cannot pause while {state_name.lower()}; try again when it runs",
+            error_code="NOT_ACTIVE",
+        )
+
+
+def check_resume(config: SimulationConfig, latest: RunSnapshot | None) -> RunSnapshot:
+    """The paused run of the current generation, or NOT_PAUSED."""
+    run = current(config, latest)
+    if run is None or run.state_type != "PAUSED":
+        raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED")
+    return run
+
+
+def stop_begins_a_generation(config: SimulationConfig, latest: RunSnapshot | None) -> bool:
+    """A stop ends the current generation when it has a run (a second stop changes nothing)."""
+    return current(config, latest) is not None
