@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import TypeVar
 
 from prefect import get_run_logger
@@ -17,8 +15,9 @@ from autopilot.models import BackendBaseline, ReportResult, Step, StepContext
 from autopilot.run import crashpoints
 from autopilot.settings import get_settings
 from tasks.backend import backend_client, checkpointed_step
-from tasks.control import RunControl, StepInterrupted
+from tasks.control import RunControl
 from tasks.outage import OutageTracker, outage_tracker, ride_out
+from tasks.polling import poll_until_done
 from tasks.progress import ProgressPublisher
 
 T = TypeVar("T")
@@ -58,39 +57,37 @@ class _ReportWatch:
         self.outage = outage
         self.progress = ProgressPublisher(ctx.simulation_id, Step.GENERATING_REPORT.value)
 
-    def _call(self, call: Callable[[], T]) -> T:
-        return ride_out(call, self.outage, self.control)
-
     def until_done(self, report_id: str | None) -> Report:
         sim = self.ctx.simulation_id
-        while True:
-            status = self._call(lambda: self.client.report_generation_status(sim))
+
+        def finished() -> Report | None:
+            nonlocal report_id
+            status = self.client.report_generation_status(sim)
             report_id = (status.report_id if status else None) or report_id
-            if status is None or status.status in {"completed", "failed"}:
-                # 404 "no task in progress": the report itself tells whether it finished.
-                if report_id is None:
-                    existing = self._call(lambda: _existing_report(self.client, sim, self.baseline))
-                    if existing is not None:
-                        return existing
-                    raise StepFailed(
-                        "report generation vanished", step=Step.GENERATING_REPORT.value
-                    )
-                report = self._call(partial(self.client.get_report, report_id))
-                if report.status == "completed":
-                    return report
-                if report.status == "failed" or (status is not None and status.status == "failed"):
-                    why = report.error or (status.message if status else None) or "no reason given"
-                    raise StepFailed(
-                        f"report generation failed: {why}", step=Step.GENERATING_REPORT.value
-                    )
-            else:
+            if status is not None and status.status not in {"completed", "failed"}:
                 self.progress.publish(
                     status.progress,
                     f"report: {status.message or status.status} ({status.progress}%)",
                     {"stage": status.status, "message": status.message or ""},
                 )
-            if (reason := self.control.wait(REPORT_POLL_SECONDS)) is not None:
-                raise StepInterrupted(reason)
+                return None
+            # 404 "no task in progress": the report itself tells whether it finished.
+            if report_id is None:
+                existing = _existing_report(self.client, sim, self.baseline)
+                if existing is not None:
+                    return existing
+                raise StepFailed("report generation vanished", step=Step.GENERATING_REPORT.value)
+            report = self.client.get_report(report_id)
+            if report.status == "completed":
+                return report
+            if report.status == "failed" or (status is not None and status.status == "failed"):
+                why = report.error or (status.message if status else None) or "no reason given"
+                raise StepFailed(
+                    f"report generation failed: {why}", step=Step.GENERATING_REPORT.value
+                )
+            return None
+
+        return poll_until_done(finished, REPORT_POLL_SECONDS, self.outage, self.control)
 
 
 @checkpointed_step(Step.GENERATING_REPORT)

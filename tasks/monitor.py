@@ -18,7 +18,8 @@ from autopilot.settings import get_settings
 from tasks.backend import backend_client
 from tasks.control import RunControl, StepInterrupted
 from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
-from tasks.outage import outage_tracker, ride_out
+from tasks.outage import outage_tracker
+from tasks.polling import poll_until_done
 from tasks.progress import ProgressPublisher
 
 
@@ -70,8 +71,9 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
     outage = outage_tracker(options, Step.MONITORING, base_delay=min(poll_interval, 5.0))
     progress = ProgressPublisher(ctx.simulation_id, Step.MONITORING.value)
     with backend_client() as client:
-        while True:
-            status = ride_out(lambda: client.run_status(ctx.simulation_id), outage, control)
+
+        def finished() -> MonitorResult | None:
+            status = client.run_status(ctx.simulation_id)
             crashpoints.reached(settings.data_dir, ctx.simulation_id, "monitor-polled")
             verdict = classify(status)
             if verdict is not Verdict.UNKNOWN:
@@ -98,6 +100,6 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
                     step=Step.MONITORING.value,
                     error_code="SIMULATION_STALLED",
                 )
-            if (reason := control.wait(poll_interval)) is not None:
-                logger.debug("run is %s: monitoring yields", reason)
-                raise StepInterrupted(reason)
+            return None
+
+        return poll_until_done(finished, poll_interval, outage, control)

@@ -15,8 +15,9 @@ from autopilot.models import BackendBaseline, PrepareResult, Step, StepContext
 from autopilot.run import crashpoints
 from autopilot.settings import get_settings
 from tasks.backend import backend_client, checkpointed_step
-from tasks.control import RunControl, StepInterrupted
+from tasks.control import RunControl
 from tasks.outage import outage_tracker, ride_out
+from tasks.polling import poll_until_done
 from tasks.progress import ProgressPublisher
 
 PREPARE_POLL_SECONDS = 1.0
@@ -73,28 +74,24 @@ def prepare_simulation(ctx: StepContext) -> PrepareResult:
 
         ready, task_id = ride_out(begin, outage, control)
         already_prepared = ready
-        while not ready:
+
+        def prepared_yet() -> bool | None:
             if task_id is None:
                 # Adopted: by simulation id alone a task's failure hides (multimo), so follow
                 # the simulation itself until it leaves `preparing`; the check below decides.
-                simulation = ride_out(
-                    lambda: client.get_simulation(ctx.simulation_id), outage, control
-                )
-                ready = simulation.status != "preparing"
-            else:
-                status = ride_out(
-                    lambda: client.prepare_status(ctx.simulation_id, task_id), outage, control
-                )
-                if (failure := preparation_failure(status)) is not None:
-                    raise failure
-                ready = status.succeeded
-                progress.publish(
-                    status.progress,
-                    f"preparing: {status.progress}%",
-                    {"stage": "preparing", "message": status.message or ""},
-                )
-            if not ready and (reason := control.wait(PREPARE_POLL_SECONDS)) is not None:
-                raise StepInterrupted(reason)
+                return client.get_simulation(ctx.simulation_id).status != "preparing" or None
+            status = client.prepare_status(ctx.simulation_id, task_id)
+            if (failure := preparation_failure(status)) is not None:
+                raise failure
+            progress.publish(
+                status.progress,
+                f"preparing: {status.progress}%",
+                {"stage": "preparing", "message": status.message or ""},
+            )
+            return status.succeeded or None
+
+        if not ready:
+            poll_until_done(prepared_yet, PREPARE_POLL_SECONDS, outage, control)
         if already_prepared:
             # The backend's own check by simulation id (not a task's word for it).
             return _prepared(ctx, None, True, baseline, progress)
