@@ -187,6 +187,8 @@ class ErrorCode(StrEnum):
     # every code in the tree has one home.
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
     RUN_STOPPED = "RUN_STOPPED"
+    SUPERSEDED = "SUPERSEDED"
+    REFUSED = "REFUSED"
     # autopilot/web/app.py: the shim's own refusals.
     MISSING_SIMULATION_ID = "MISSING_SIMULATION_ID"
     INVALID_JSON = "INVALID_JSON"

@@ -1,7 +1,7 @@
 """The auto-pilot's error tree; every class carries the HTTP status it maps to.
 
     AutopilotError (500)
-    ├── BackendUnavailable (503)   retryable: refused, timeout, 5xx, 429 past its budget
+    ├── BackendUnavailable (503)   an outage: refused, timeout, 5xx, 429 past its budget
     │   └── BackendProtocolError (502) a 2xx answer we cannot read: not JSON, wrong shape
     ├── PrefectUnavailable (503)   the Prefect API is unreachable or has no deployment
     ├── BackendRejected (502)      the backend answered 4xx we did not expect
@@ -11,9 +11,11 @@
     ├── InvalidInput (400)         bad request fields
     └── StepFailed (500)           the simulation itself failed, stalled or was stopped
 
-Only `BackendUnavailable` (so `BackendProtocolError` too) is retryable. The client raises
-these, tasks retry only the retryable ones, the REST shim maps them once, the CLI catches them
-once in `main`.
+Only `BackendUnavailable` (so `BackendProtocolError` too) is an outage: steps ride it out
+(tasks/outage.py) and retry it (tasks/backend.py). The client raises these, the REST shim maps
+them once, the CLI catches them once in `main`. Defined where they are raised, and on this tree
+too: `StepInterrupted` (tasks/control.py), `RunStopped` (autopilot/run/driver.py),
+`Superseded` and `Refused` (autopilot/run/claim.py), `StartupFailed` (devstack/supervisor.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ class AutopilotError(Exception):
 
     status_code = 500
     error_code = "INTERNAL"
-    retryable = False
 
     def __init__(self, message: str, *, error_code: str | None = None) -> None:
         super().__init__(message)
@@ -38,7 +39,6 @@ class BackendUnavailable(AutopilotError):
 
     status_code = 503
     error_code = "BACKEND_UNAVAILABLE"
-    retryable = True
 
 
 class BackendProtocolError(BackendUnavailable):
@@ -71,7 +71,6 @@ class PrefectUnavailable(AutopilotError):
 
     status_code = 503
     error_code = "PREFECT_UNAVAILABLE"
-    retryable = True
 
 
 class BackendRejected(AutopilotError):

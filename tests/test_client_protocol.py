@@ -1,6 +1,6 @@
 """The backend client on answers it cannot read, and its process-wide token cache.
 
-A 2xx body that is not JSON or not the shape we know is a `BackendProtocolError` (retryable,
+A 2xx body that is not JSON or not the shape we know is a `BackendProtocolError` (an outage,
 one sentence naming the endpoint, a short secret-free excerpt), never a pydantic, key or type
 error. One login per process and (base URL, email), shared by every client until a 401.
 
@@ -193,7 +193,7 @@ MALFORMED_REPORT_LISTS: dict[str, bytes] = {
 def assert_protocol_error(error: BaseException, endpoint: str) -> BackendProtocolError:
     """The one shape every unreadable answer takes."""
     assert type(error) is BackendProtocolError, repr(error)
-    assert isinstance(error, BackendUnavailable) and error.retryable
+    assert isinstance(error, BackendUnavailable)  # what the step retry rule retries
     assert error.status_code == 502 and error.error_code == "BACKEND_PROTOCOL"
     assert error.endpoint == endpoint
     message = str(error)
@@ -459,7 +459,7 @@ def test_a_login_answered_5xx_is_an_outage_not_refused_credentials() -> None:
     client = make_client(lambda request: httpx.Response(503), email=EMAIL, password=PASSWORD)
     with pytest.raises(BackendUnavailable) as info:
         client.get_simulation("sim_1")
-    assert not isinstance(info.value, BackendAuthError) and info.value.retryable
+    assert not isinstance(info.value, BackendAuthError)
 
 
 def test_a_secret_inside_another_is_masked_whole() -> None:

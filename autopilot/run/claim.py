@@ -38,6 +38,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from prefect.exceptions import ObjectAlreadyExists
 
 from autopilot import names
+from autopilot.errors import AutopilotError
 from autopilot.models import SimulationConfig
 
 logger = logging.getLogger(__name__)
@@ -64,12 +65,16 @@ class Generation:
     identity: str
 
 
-class Superseded(Exception):
+class Superseded(AutopilotError):
     """The simulation has moved on to a newer generation (stopped, reset, force-started)."""
 
+    error_code = "SUPERSEDED"
 
-class Refused(Exception):
+
+class Refused(AutopilotError):
     """Another run holds the simulation: this one must end without acting."""
+
+    error_code = "REFUSED"
 
 
 def read_config(client: SyncPrefectClient, simulation_id: str) -> SimulationConfig | None:
