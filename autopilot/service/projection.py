@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prefect.client.schemas.objects import StateType
+
 from autopilot.api_models import AutopilotStatus, Mode, Status
 from autopilot.models import SimulationConfig, Step
 
@@ -23,19 +25,28 @@ STEP_ORDER = [
 ]
 
 _STATUS_BY_STATE = {
-    "SCHEDULED": Status.ACTIVE,
-    "PENDING": Status.ACTIVE,
-    "RUNNING": Status.ACTIVE,
-    "CANCELLING": Status.ACTIVE,
+    StateType.SCHEDULED: Status.ACTIVE,
+    StateType.PENDING: Status.ACTIVE,
+    StateType.RUNNING: Status.ACTIVE,
+    StateType.CANCELLING: Status.ACTIVE,
     # Crashed runs are restarted by the serving process; given-up ones become Failed.
-    "CRASHED": Status.ACTIVE,
-    "PAUSED": Status.PAUSED,
-    "COMPLETED": Status.COMPLETED,
-    "FAILED": Status.FAILED,
-    "CANCELLED": Status.INACTIVE,
+    StateType.CRASHED: Status.ACTIVE,
+    StateType.PAUSED: Status.PAUSED,
+    StateType.COMPLETED: Status.COMPLETED,
+    StateType.FAILED: Status.FAILED,
+    StateType.CANCELLED: Status.INACTIVE,
 }
 
-ACTIVE_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "CRASHED", "PAUSED"})
+ACTIVE_STATES = frozenset(
+    {
+        StateType.SCHEDULED,
+        StateType.PENDING,
+        StateType.RUNNING,
+        StateType.CANCELLING,
+        StateType.CRASHED,
+        StateType.PAUSED,
+    }
+)
 
 # The serving process restarts a Crashed run within seconds; one still Crashed after this long
 # has nobody to restart it (e.g. a plain process work pool): it counts as failed.
@@ -52,7 +63,7 @@ class StepRecord:
     """One task run: its step name and Prefect state."""
 
     name: str
-    state_type: str
+    state_type: StateType
     state_name: str
     # Yielded to a pause/stop request (StepInterrupted): not a failure, the step goes on.
     interrupted: bool = False
@@ -75,7 +86,7 @@ class RunSnapshot:
 
     flow_run_id: str
     generation: int
-    state_type: str
+    state_type: StateType
     state_name: str
     state_message: str | None
     state_timestamp: datetime | None
@@ -89,7 +100,7 @@ class RunSnapshot:
 
 def is_stale_crash(run: RunSnapshot, now: datetime | None = None) -> bool:
     """A Crashed run that no recovery picked up."""
-    if run.state_type != "CRASHED" or run.state_timestamp is None:
+    if run.state_type != StateType.CRASHED or run.state_timestamp is None:
         return False
     age = ((now or datetime.now(UTC)) - run.state_timestamp).total_seconds()
     return age > STALE_CRASH_SECONDS
@@ -108,27 +119,31 @@ def clean_error(message: str | None) -> str | None:
 
 
 def _last_completed_step(run: RunSnapshot) -> str | None:
-    if run.state_type == "COMPLETED":
+    if run.state_type == StateType.COMPLETED:
         # The run's own state is written before its steps' records, which reach Prefect's
         # database through the event pipeline: a Completed run has finished every step.
         return Step.COMPLETED.value
-    done = {s.name for s in run.steps if s.state_type == "COMPLETED"}
+    done = {s.name for s in run.steps if s.state_type == StateType.COMPLETED}
     completed = [name for name in STEP_ORDER if name in done]
     return completed[-1] if completed else None
 
 
 def _current_step(run: RunSnapshot, last_completed: str | None) -> str:
-    if run.state_type == "COMPLETED":
+    if run.state_type == StateType.COMPLETED:
         return Step.COMPLETED.value
-    if run.state_type == "FAILED" or is_stale_crash(run):
+    if run.state_type == StateType.FAILED or is_stale_crash(run):
         return Step.FAILED.value
-    running = [s.name for s in run.steps if s.state_type in {"RUNNING", "PENDING"}]
+    running = [s.name for s in run.steps if s.state_type in {StateType.RUNNING, StateType.PENDING}]
     if running:
         return running[-1]
-    if run.steps and run.steps[-1].name in STEP_ORDER and run.steps[-1].state_type != "COMPLETED":
+    if (
+        run.steps
+        and run.steps[-1].name in STEP_ORDER
+        and run.steps[-1].state_type != StateType.COMPLETED
+    ):
         return run.steps[-1].name
     if last_completed is None:
-        return Step.PREPARING.value if run.state_type == "RUNNING" else Step.IDLE.value
+        return Step.PREPARING.value if run.state_type == StateType.RUNNING else Step.IDLE.value
     # Between two steps: the next one is about to start.
     index = STEP_ORDER.index(last_completed)
     return STEP_ORDER[min(index + 1, len(STEP_ORDER) - 1)]
@@ -142,7 +157,9 @@ def _error_step(run: RunSnapshot) -> str | None:
         if isinstance(recorded, str) and recorded in STEP_ORDER:
             return recorded
     failed = [
-        s.name for s in run.steps if s.state_type in {"FAILED", "CRASHED"} and not s.interrupted
+        s.name
+        for s in run.steps
+        if s.state_type in {StateType.FAILED, StateType.CRASHED} and not s.interrupted
     ]
     return failed[-1] if failed else None
 

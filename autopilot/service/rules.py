@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from prefect.client.schemas.objects import StateType
+
 from autopilot import names
 from autopilot.api_models import Mode
 from autopilot.errors import Conflict, InvalidInput
 from autopilot.models import STARTED_STEPS, SimulationConfig
 from autopilot.service.projection import RunSnapshot, is_active
 
-TERMINAL_UNSUCCESSFUL = frozenset({"FAILED", "CANCELLED", "CRASHED"})
+TERMINAL_UNSUCCESSFUL = frozenset({StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
 # A run the runner is about to start: its state must not be forced under it.
-NOT_YET_RUNNING = frozenset({"SCHEDULED", "PENDING"})
+NOT_YET_RUNNING = frozenset({StateType.SCHEDULED, StateType.PENDING})
 
 
 def check_simulation_id(simulation_id: str) -> None:
@@ -109,7 +111,7 @@ def plan_start(
     completed = (
         latest is not None
         and latest.generation == config.generation
-        and latest.state_type == "COMPLETED"
+        and latest.state_type == StateType.COMPLETED
     )
     if force or completed:
         return StartPlan(StartAction.CREATE, new_generation=True, cancel_active=active)
@@ -136,7 +138,7 @@ def check_pause(config: SimulationConfig, latest: RunSnapshot | None) -> PauseAc
     run = current(config, latest)
     if run is None:
         raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
-    if run.state_type == "PAUSED":
+    if run.state_type == StateType.PAUSED:
         raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
     if run.state_type in NOT_YET_RUNNING:
         return PauseAction.WAIT_UNTIL_RUNNING
@@ -144,9 +146,9 @@ def check_pause(config: SimulationConfig, latest: RunSnapshot | None) -> PauseAc
     return PauseAction.SUSPEND
 
 
-def check_running(state_type: str, state_name: str) -> None:
+def check_running(state_type: StateType, state_name: str) -> None:
     """A pause suspends a running run only."""
-    if state_type != "RUNNING":
+    if state_type != StateType.RUNNING:
         raise Conflict(
             f"auto-pilot cannot pause while {state_name.lower()}; try again when it runs",
             error_code="NOT_ACTIVE",
@@ -156,7 +158,7 @@ def check_running(state_type: str, state_name: str) -> None:
 def check_resume(config: SimulationConfig, latest: RunSnapshot | None) -> RunSnapshot:
     """The paused run of the current generation, or NOT_PAUSED."""
     run = current(config, latest)
-    if run is None or run.state_type != "PAUSED":
+    if run is None or run.state_type != StateType.PAUSED:
         raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED")
     return run
 

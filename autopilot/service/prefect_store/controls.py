@@ -8,7 +8,7 @@ from uuid import UUID
 import anyio
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import (
     Abort,
     FlowPauseTimeout,
@@ -65,7 +65,7 @@ class RunControls(RunReads):
             snapshot = run_snapshot(run)
             # A run that never ran (a new one, always, unless the key was used) has no steps
             # or progress yet: nothing to read.
-            if run.run_count or snapshot.state_type not in {"SCHEDULED", "PENDING"}:
+            if run.run_count or snapshot.state_type not in {StateType.SCHEDULED, StateType.PENDING}:
                 await self._load_details(client, snapshot)
         return snapshot
 
@@ -96,23 +96,26 @@ class RunControls(RunReads):
             idempotency_key=key,
         )
 
-    async def cancel(self, flow_run_id: UUID, state_type: str) -> None:
+    async def cancel(self, flow_run_id: UUID, state_type: StateType) -> None:
         """Cancel a run: through its runner if a process executes it, else directly."""
         # Only a process (running, or being started: pending) can be killed by a runner; a
         # scheduled, suspended or crashed run left Cancelling would stay so forever.
-        running = {"RUNNING", "CANCELLING", "PENDING"}
+        running = {StateType.RUNNING, StateType.CANCELLING, StateType.PENDING}
         state: State[Any] = Cancelling() if state_type in running else Cancelled()
         async with self._api() as client:
             await client.set_flow_run_state(flow_run_id, state, force=True)
 
-    async def wait_until_running(self, flow_run_id: UUID, timeout: float) -> str:
+    async def wait_until_running(self, flow_run_id: UUID, timeout: float) -> StateType:
         """Wait (bounded) while the run is scheduled or pending; return its state type."""
         deadline = anyio.current_time() + timeout
         while True:
             async with self._api() as client:
                 run = await client.read_flow_run(flow_run_id)
-            state_type = run.state.type.value if run.state else "SCHEDULED"
-            if state_type not in {"SCHEDULED", "PENDING"} or anyio.current_time() > deadline:
+            state_type = run.state.type if run.state else StateType.SCHEDULED
+            if (
+                state_type not in {StateType.SCHEDULED, StateType.PENDING}
+                or anyio.current_time() > deadline
+            ):
                 return state_type
             await anyio.sleep(0.25)
 

@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
     FlowRunFilterTags,
 )
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
 
 from autopilot import names
@@ -89,7 +90,7 @@ class RunReads(PrefectConnection):
         run.steps = [
             StepRecord(
                 name=names.step_of_task_run(task_run.name),
-                state_type=task_run.state.type.value if task_run.state else "PENDING",
+                state_type=task_run.state.type if task_run.state else StateType.PENDING,
                 state_name=(task_run.state.name if task_run.state else None) or "Pending",
                 interrupted="StepInterrupted"
                 in ((task_run.state and task_run.state.message) or ""),

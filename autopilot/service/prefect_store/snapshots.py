@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 
 from autopilot.progress_codec import decode_description
 from autopilot.service.projection import ProgressRecord, RunSnapshot
@@ -28,7 +28,7 @@ def run_snapshot(run: FlowRun) -> RunSnapshot:
     return RunSnapshot(
         flow_run_id=str(run.id),
         generation=int(run.parameters.get("generation") or 0),
-        state_type=state.type.value if state else "SCHEDULED",
+        state_type=state.type if state else StateType.SCHEDULED,
         state_name=(state.name if state else None) or "Scheduled",
         state_message=state.message if state else None,
         state_timestamp=state.timestamp if state else None,
