@@ -9,8 +9,9 @@ the task boundary where Prefect suspends the run or the runner cancels it.
 from __future__ import annotations
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run as current_flow_run
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled
 
 from autopilot.errors import StepFailed
 from autopilot.models import Outcome, RunOptions

@@ -50,7 +50,8 @@ def current_flow_run_id() -> UUID | None:
         return None
     task_run = getattr(context, "task_run", None)
     if task_run is not None and task_run.flow_run_id is not None:
-        return task_run.flow_run_id
+        flow_run_id: UUID = task_run.flow_run_id
+        return flow_run_id
     flow_run = getattr(context, "flow_run", None)
     return flow_run.id if flow_run is not None else None
 

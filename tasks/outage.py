@@ -82,6 +82,6 @@ class OutageTracker:
                 error_code="BACKEND_OUTAGE",
             )
         self._failures += 1
-        delay = self.base_delay * 2 ** min(self._failures - 1, 5)
+        delay = self.base_delay * float(2 ** min(self._failures - 1, 5))
         # Never sleep past the tolerance: the last attempt happens right at its edge.
         return max(0.0, min(delay, 30.0, self.tolerance - down_for + 0.01))

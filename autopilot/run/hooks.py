@@ -7,8 +7,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import Flow, FlowRun
-from prefect.states import State
+from prefect.client.schemas.objects import Flow, FlowRun, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from autopilot import names

@@ -8,7 +8,7 @@ from uuid import UUID
 import anyio
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import (
     Abort,
     FlowPauseTimeout,
@@ -18,7 +18,7 @@ from prefect.exceptions import (
     Pause,
     PrefectHTTPStatusError,
 )
-from prefect.states import Cancelled, Cancelling, State
+from prefect.states import Cancelled, Cancelling
 
 from autopilot import names
 from autopilot.errors import Conflict, PrefectUnavailable

@@ -62,8 +62,8 @@ class ChangeFeed(PrefectConnection):
         from prefect.events.clients import PrefectEventSubscriber
         from prefect.events.filters import EventFilter, EventNameFilter
 
-        event_filter = EventFilter(  # type: ignore[call-arg]
-            event=EventNameFilter(  # type: ignore[call-arg]
+        event_filter = EventFilter(
+            event=EventNameFilter(
                 prefix=STATUS_EVENT_PREFIXES, exclude_name=["prefect.flow-run.heartbeat"]
             )
         )

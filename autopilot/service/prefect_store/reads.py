@@ -55,7 +55,7 @@ class RunReads(PrefectConnection):
                 limit=RUN_HISTORY_LIMIT,
             )
         snapshots = [run_snapshot(run) for run in found]
-        snapshots.sort(key=lambda s: (s.generation, s.created or 0), reverse=True)  # type: ignore[arg-type, return-value]
+        snapshots.sort(key=lambda s: (s.generation, s.created or 0), reverse=True)
         return snapshots
 
     async def latest_run(
