@@ -15,6 +15,7 @@ from autopilot.errors import AutopilotError
 from autopilot.models import STARTED_STEPS
 from autopilot.run.claim import read_config
 from autopilot.settings import get_settings
+from autopilot.worker.shutdown import is_worker_shutdown
 from tasks.backend import backend_client
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,19 @@ def reached_starting(flow_run_id: Any) -> bool:
 
 
 def stop_backend_simulation(flow: Flow, flow_run: FlowRun, state: State[Any]) -> None:
-    """on_cancellation: a stopped auto-pilot also stops the simulation it started."""
+    """on_cancellation: a stopped auto-pilot also stops the simulation it started.
+
+    Not when the cancellation is the worker shutting down (SIGTERM, a restart, a deploy):
+    nobody asked to stop, so the simulation runs on and the next worker resumes the run
+    (`recovery.resume_shut_down`)."""
     simulation_id = flow_run.parameters.get("simulation_id")
+    if is_worker_shutdown(state):
+        logger.warning(
+            "worker shutting down: simulation %s keeps running; the next worker resumes %s",
+            simulation_id,
+            flow_run.id,
+        )
+        return
     if simulation_id and reached_starting(flow_run.id):
         stop_simulation_of(simulation_id, int(flow_run.parameters.get("generation") or 0))
 

@@ -6,6 +6,7 @@
 - While serving, a RUNNING run whose recorded local process is gone in two sweeps running
   (a flow process that outlived its runner and died later: no runner watches it) is marked
   Crashed and restarted.
+- A run a worker shutdown cancelled (not a stop: autopilot/worker/shutdown.py) is resumed.
 - Each Crashed state in a run's history counts as one death; past `max_restarts` the run is
   set Failed with the reason, so a run that crashes its process every time does not loop.
 """
@@ -30,6 +31,7 @@ from prefect.states import Crashed, Failed, Scheduled
 
 from autopilot.settings import get_settings
 from autopilot.worker.executors import has_executor_record, living_executor
+from autopilot.worker.shutdown import resume_shut_down
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ async def recover_orphans(
         if await restart_or_give_up(client, run.id, max_restarts):
             restarted.append(run.id)
     restarted.extend(await restart_crashed(client, deployment_id, max_restarts, min_age=0.0))
+    restarted.extend(await resume_shut_down(client, deployment_id))
     return restarted
 
 

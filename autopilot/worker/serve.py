@@ -41,6 +41,7 @@ async def _sweep(deployment_id: UUID, every: float, max_restarts: int, data_dir:
     from prefect.client.orchestration import get_client
 
     from autopilot.worker.recovery import dead_running_runs, restart_crashed, restart_dead
+    from autopilot.worker.shutdown import resume_shut_down
 
     suspects: set[UUID] = set()
     while True:
@@ -48,6 +49,8 @@ async def _sweep(deployment_id: UUID, every: float, max_restarts: int, data_dir:
         try:
             async with get_client() as client:
                 await restart_crashed(client, deployment_id, max_restarts, min_age=every)
+                # Another worker's shutdown: this one carries its runs on.
+                await resume_shut_down(client, deployment_id)
                 dead = await dead_running_runs(client, deployment_id, data_dir)
                 # Dead in two sweeps in a row: its own runner would have noticed in between.
                 await restart_dead(client, dead & suspects, max_restarts)

@@ -117,3 +117,31 @@ def test_an_orphaned_flow_process_that_dies_later_is_restarted(stack: Stack):
     wait_for_state(run_id, {"COMPLETED"}, timeout=180)
     assert crash_count(run_id) == 1
     assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
+
+
+def test_a_worker_stopped_with_sigterm_leaves_the_simulation_running_and_is_resumed(
+    stack: Stack,
+):
+    # A restart or a deploy: SIGTERM to the worker makes Prefect's runner cancel its runs.
+    # Nobody asked to stop: the simulation must run on, and the next worker resume the run.
+    sim = stack.create_simulation(rounds=40)
+    run_id = launch(sim)
+    wait_until(lambda: stack.run_status(sim)["current_round"] >= 3, timeout=90)
+    assert stack.worker.proc is not None
+
+    stack.worker.proc.send_signal(signal.SIGTERM)
+    stack.worker.proc.wait(timeout=60)
+    shut_down = read_flow_run(run_id)
+    assert shut_down.state is not None and shut_down.state.type.value == "CANCELLED"
+    assert stack.run_status(sim)["runner_status"] in {"running", "completed"}
+
+    stack.worker.start()
+
+    def completed() -> bool:
+        state = read_flow_run(run_id).state
+        return state is not None and state.type.value == "COMPLETED"
+
+    # Not wait_for_state: Cancelled is final to it, and here it is where the run waits.
+    wait_until(completed, timeout=180, interval=0.5, message="the resumed run completing")
+    assert crash_count(run_id) == 0  # a shutdown is not a crash: no restart budget spent
+    assert stack.ledger(sim) == {"prepare": 1, "start": 1, "stop": 0, "report": 1}
