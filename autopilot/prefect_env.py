@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from autopilot.errors import InvalidInput
 from autopilot.settings import Settings, get_settings
 
 DEFAULT_PREFECT_API_URL = "http://127.0.0.1:4200/api"
@@ -27,7 +28,9 @@ def ensure_prefect_api_url() -> str:
     os.environ.setdefault("PREFECT_API_URL", DEFAULT_PREFECT_API_URL)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     settings = get_settings()
-    # Not `shim_token()`: a blank token is refused where it is used, with the CLI's message.
-    if settings.api_token is not None and settings.api_token.get_secret_value().strip():
-        os.environ.setdefault("PREFECT_API_AUTH_STRING", prefect_auth_string(settings))
+    try:
+        if settings.shim_token() is not None:
+            os.environ.setdefault("PREFECT_API_AUTH_STRING", prefect_auth_string(settings))
+    except InvalidInput:
+        pass  # a blank token is refused where it is used, with the CLI's message
     return os.environ["PREFECT_API_URL"]

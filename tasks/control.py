@@ -56,6 +56,13 @@ def current_flow_run_id() -> UUID | None:
     return flow_run.id if flow_run is not None else None
 
 
+def read_flow_run_state(flow_run_id: UUID) -> StateType | None:
+    """The run's state type, as Prefect has it now."""
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    return state.type if state is not None else None
+
+
 class RunControl:
     """Reads the run's own state at most once per `check_interval` seconds."""
 
@@ -65,11 +72,14 @@ class RunControl:
         flow_run_id: UUID | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        read_state: Callable[[UUID], StateType | None] | None = None,
     ) -> None:
         self.check_interval = check_interval
         self.flow_run_id = flow_run_id if flow_run_id is not None else current_flow_run_id()
         self._clock = clock
         self._sleep = sleep
+        # What Prefect says the run's state is (injectable: tests have no Prefect run).
+        self._read_state = read_state or read_flow_run_state
         self._checked_at: float | None = None
         self._request: str | None = None
 
@@ -82,12 +92,11 @@ class RunControl:
             return self._request
         self._checked_at = now
         try:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(self.flow_run_id).state
+            state_type = self._read_state(self.flow_run_id)
         except Exception as exc:  # the Prefect API being down must not fail a 72 h step
             logger.warning("could not read the run's state: %s", exc)
             return self._request
-        self._request = _INTERRUPTING_STATES.get(state.type) if state is not None else None
+        self._request = _INTERRUPTING_STATES.get(state_type) if state_type else None
         return self._request
 
     def wait(self, seconds: float) -> str | None:

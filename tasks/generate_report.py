@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
@@ -20,7 +18,6 @@ from tasks.outage import OutageTracker, outage_tracker, ride_out
 from tasks.polling import poll_until_done
 from tasks.progress import ProgressPublisher
 
-T = TypeVar("T")
 REPORT_POLL_SECONDS = 1.0
 _IN_PROGRESS = {"pending", "processing", "running"}
 

@@ -4,8 +4,10 @@ no backend, no sleeping."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from uuid import UUID, uuid4
 
 import pytest
+from prefect.client.schemas.objects import StateType
 
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import Step
@@ -27,15 +29,16 @@ class FakeClock:
         self.now += seconds
 
 
-class PausedAfter(RunControl):
-    """A run that is asked to pause once `looks` looks have been made."""
+def paused_after(clock: FakeClock, looks: Callable[[], int], after: int) -> RunControl:
+    """The real RunControl, reading a run that is asked to pause once `after` looks were made
+    (in place of Prefect's answer: no flow run exists here)."""
 
-    def __init__(self, clock: FakeClock, looks: Callable[[], int], after: int) -> None:
-        super().__init__(1.0, flow_run_id=None, clock=clock, sleep=clock.sleep)
-        self.looks, self.after = looks, after
+    def read_state(flow_run_id: UUID) -> StateType:
+        return StateType.PAUSED if looks() >= after else StateType.RUNNING
 
-    def requested(self) -> str | None:
-        return "paused" if self.looks() >= self.after else None
+    return RunControl(
+        0.5, flow_run_id=uuid4(), clock=clock, sleep=clock.sleep, read_state=read_state
+    )
 
 
 def looks_returning(*answers: object) -> tuple[Callable[[], object], list[int]]:
@@ -55,7 +58,7 @@ def setup() -> tuple[FakeClock, OutageTracker, Callable[[list[int]], RunControl]
     """A clock, an outage tracker on it, and a control that is never asked to pause."""
     clock = FakeClock()
     outage = OutageTracker(60, Step.MONITORING, base_delay=0.5, clock=clock)
-    return clock, outage, lambda calls: PausedAfter(clock, lambda: calls[0], after=10**9)
+    return clock, outage, lambda calls: paused_after(clock, lambda: calls[0], after=10**9)
 
 
 def test_it_looks_every_interval_until_the_look_answers():
@@ -77,7 +80,7 @@ def test_an_outage_inside_a_look_is_ridden_out_and_the_look_repeated():
 def test_a_pause_between_looks_interrupts_the_step():
     _, outage, _ = setup()
     look, calls = looks_returning(None, None, "never reached")
-    paused_after_two = PausedAfter(FakeClock(), lambda: calls[0], after=2)
+    paused_after_two = paused_after(FakeClock(), lambda: calls[0], after=2)
     with pytest.raises(StepInterrupted) as raised:
         poll_until_done(look, 2.0, outage, paused_after_two)
     assert raised.value.reason == "paused" and calls[0] == 2

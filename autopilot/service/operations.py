@@ -235,9 +235,7 @@ class AutopilotService:
 
     async def _pause(self, simulation_id: str) -> ControlResult:
         config = await self._config(simulation_id)
-        latest = await self.store.latest_run(simulation_id)
-        action = check_pause(config, latest)
-        assert latest is not None  # check_pause refuses a missing run
+        action, latest = check_pause(config, await self.store.latest_run(simulation_id))
         if action is PauseAction.WAIT_UNTIL_RUNNING:
             # A run the runner is about to start must not have its state forced under it (it
             # would run anyway, or be lost to the runner): wait until it runs, then suspend.
@@ -249,13 +247,12 @@ class AutopilotService:
             await self.store.suspend(UUID(latest.flow_run_id))
         finally:
             self._changed(simulation_id)
-        status = project(simulation_id, config, latest)
-        return ControlResult(
-            simulation_id=simulation_id,
-            status=Status.PAUSED,
-            current_step=status.current_step,
-            message="auto-pilot paused: the current step stops at its next check",
-            flow_run_id=latest.flow_run_id,
+        return self._control_result(
+            simulation_id,
+            config,
+            latest,
+            Status.PAUSED,
+            "auto-pilot paused: the current step stops at its next check",
         )
 
     async def resume(self, simulation_id: str) -> ControlResult:
@@ -271,13 +268,25 @@ class AutopilotService:
             await self.store.resume(UUID(latest.flow_run_id))
         finally:
             self._changed(simulation_id)
-        status = project(simulation_id, config, latest)
+        return self._control_result(
+            simulation_id, config, latest, Status.ACTIVE, "auto-pilot resumed"
+        )
+
+    def _control_result(
+        self,
+        simulation_id: str,
+        config: SimulationConfig,
+        run: RunSnapshot,
+        status: Status,
+        message: str,
+    ) -> ControlResult:
+        """The answer of a pause or resume: the new status and the run's current step."""
         return ControlResult(
             simulation_id=simulation_id,
-            status=Status.ACTIVE,
-            current_step=status.current_step,
-            message="auto-pilot resumed",
-            flow_run_id=latest.flow_run_id,
+            status=status,
+            current_step=project(simulation_id, config, run).current_step,
+            message=message,
+            flow_run_id=run.flow_run_id,
         )
 
     async def stop(self, simulation_id: str) -> ControlResult:

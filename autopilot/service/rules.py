@@ -24,12 +24,18 @@ TERMINAL_UNSUCCESSFUL = frozenset({StateType.FAILED, StateType.CANCELLED, StateT
 NOT_YET_RUNNING = frozenset({StateType.SCHEDULED, StateType.PENDING})
 
 
+# Said by the service and by the shim's request validation alike.
+SIMULATION_ID_RULE = (
+    "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
+    "(starting with a letter or digit)"
+)
+
+
 def check_simulation_id(simulation_id: str) -> None:
     """Ids go into backend URLs and Prefect names: letters, digits, `_ . : -` only."""
     if not names.is_valid_simulation_id(simulation_id):
         raise InvalidInput(
-            "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
-            "(starting with a letter or digit)",
+            SIMULATION_ID_RULE,
             error_code="INVALID_SIMULATION_ID",
         )
 
@@ -133,17 +139,19 @@ class PauseAction(StrEnum):
     WAIT_UNTIL_RUNNING = "wait until it runs, then suspend"
 
 
-def check_pause(config: SimulationConfig, latest: RunSnapshot | None) -> PauseAction:
-    """Whether the latest run can be paused now, after it starts running, or not at all."""
+def check_pause(
+    config: SimulationConfig, latest: RunSnapshot | None
+) -> tuple[PauseAction, RunSnapshot]:
+    """The run to pause, and whether now or once it runs; refused if it cannot be paused."""
     run = current(config, latest)
     if run is None:
         raise Conflict("auto-pilot is not active", error_code="NOT_ACTIVE")
     if run.state_type == StateType.PAUSED:
         raise Conflict("auto-pilot is already paused", error_code="ALREADY_PAUSED")
     if run.state_type in NOT_YET_RUNNING:
-        return PauseAction.WAIT_UNTIL_RUNNING
+        return PauseAction.WAIT_UNTIL_RUNNING, run
     check_running(run.state_type, run.state_name)
-    return PauseAction.SUSPEND
+    return PauseAction.SUSPEND, run
 
 
 def check_running(state_type: StateType, state_name: str) -> None:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autopilot.api_models import SIMULATION_ID_MAX_LENGTH, ErrorCode
 from autopilot.errors import InvalidInput
+from autopilot.service.rules import SIMULATION_ID_RULE
 
 PREFIX = "/api/simulation/auto-pilot"
 # The seven requests are a few hundred bytes; anything near this is not one of them.
@@ -56,10 +57,9 @@ def _simulation_id_problem(error: Mapping[str, Any]) -> tuple[str, ErrorCode]:
             ErrorCode.INVALID_SIMULATION_ID,
         )
     if error.get("type") == "string_pattern_mismatch":
-        # The words of the service's own check (service.check_simulation_id).
+        # The words of the service's own check (rules.check_simulation_id).
         return (
-            "simulation_id must be 1-200 letters, digits, '_', '.', ':' or '-' "
-            "(starting with a letter or digit)",
+            SIMULATION_ID_RULE,
             ErrorCode.INVALID_SIMULATION_ID,
         )
     return "simulation_id must be a non-empty string", ErrorCode.INVALID_SIMULATION_ID

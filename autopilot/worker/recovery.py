@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterEndTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -31,11 +32,15 @@ from prefect.states import Crashed, Failed, Scheduled
 
 from autopilot.settings import get_settings
 from autopilot.worker.executors import has_executor_record, living_executor
-from autopilot.worker.shutdown import resume_shut_down
+from autopilot.worker.shutdown import is_worker_shutdown
 
 logger = logging.getLogger(__name__)
 
 RESTART_STATE_NAME = "AwaitingRestart"
+RESUMED_STATE_NAME = "AwaitingResume"
+# At start-up, runs a worker shutdown cancelled this long ago are still resumed (a worker down
+# for longer was retired); a sweep only looks back a few of its own intervals.
+SHUTDOWN_LOOK_BACK = timedelta(days=7)
 
 
 def restart_delay(recent_crashes: int) -> float:
@@ -88,12 +93,15 @@ async def restart_or_give_up(
     return True
 
 
-def _deployment_runs(deployment_id: UUID, states: list[StateType]) -> dict[str, object]:
+def _deployment_runs(
+    deployment_id: UUID, states: list[StateType], ended_after: datetime | None = None
+) -> dict[str, object]:
+    run_filter = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
+    if ended_after is not None:
+        run_filter.end_time = FlowRunFilterEndTime(after_=ended_after)  # type: ignore[arg-type]
     return {
         "deployment_filter": DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-        "flow_run_filter": FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
-        ),
+        "flow_run_filter": run_filter,
     }
 
 
@@ -115,8 +123,31 @@ async def recover_orphans(
         if await restart_or_give_up(client, run.id, max_restarts):
             restarted.append(run.id)
     restarted.extend(await restart_crashed(client, deployment_id, max_restarts, min_age=0.0))
-    restarted.extend(await resume_shut_down(client, deployment_id))
+    restarted.extend(await resume_shut_down(client, deployment_id, SHUTDOWN_LOOK_BACK))
     return restarted
+
+
+async def resume_shut_down(
+    client: PrefectClient, deployment_id: UUID, look_back: timedelta
+) -> list[UUID]:
+    """Reschedule, on their own ids, the runs a worker shutdown cancelled within `look_back`.
+
+    Not counted as crashes: the run did nothing wrong. A run whose simulation moved on
+    meanwhile (stop, reset) finds itself superseded when it begins and ends without acting.
+    """
+    runs = await client.read_flow_runs(
+        **_deployment_runs(  # type: ignore[arg-type]
+            deployment_id, [StateType.CANCELLED], ended_after=datetime.now(UTC) - look_back
+        )
+    )
+    resumed = []
+    for run in runs:
+        if not is_worker_shutdown(run.state):
+            continue
+        await client.set_flow_run_state(run.id, Scheduled(name=RESUMED_STATE_NAME), force=True)
+        logger.warning("flow run %s was cancelled by a worker shutdown: resuming it", run.id)
+        resumed.append(run.id)
+    return resumed
 
 
 async def restart_crashed(

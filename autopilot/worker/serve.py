@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -40,8 +41,12 @@ def prepare_environment() -> None:
 async def _sweep(deployment_id: UUID, every: float, max_restarts: int, data_dir: Path) -> None:
     from prefect.client.orchestration import get_client
 
-    from autopilot.worker.recovery import dead_running_runs, restart_crashed, restart_dead
-    from autopilot.worker.shutdown import resume_shut_down
+    from autopilot.worker.recovery import (
+        dead_running_runs,
+        restart_crashed,
+        restart_dead,
+        resume_shut_down,
+    )
 
     suspects: set[UUID] = set()
     while True:
@@ -49,8 +54,9 @@ async def _sweep(deployment_id: UUID, every: float, max_restarts: int, data_dir:
         try:
             async with get_client() as client:
                 await restart_crashed(client, deployment_id, max_restarts, min_age=every)
-                # Another worker's shutdown: this one carries its runs on.
-                await resume_shut_down(client, deployment_id)
+                # Another worker's shutdown: this one carries its runs on. Only the last few
+                # sweeps' worth of cancellations: older ones were seen by an earlier sweep.
+                await resume_shut_down(client, deployment_id, timedelta(seconds=4 * every))
                 dead = await dead_running_runs(client, deployment_id, data_dir)
                 # Dead in two sweeps in a row: its own runner would have noticed in between.
                 await restart_dead(client, dead & suspects, max_restarts)

@@ -115,8 +115,9 @@ def test_next_generation_moves_past_the_newest_run_with_a_new_identity():
 
 
 def test_pause_suspends_a_running_run_and_waits_for_one_about_to_run():
-    assert check_pause(auto(), run("RUNNING")) is PauseAction.SUSPEND
-    assert check_pause(auto(), run("SCHEDULED")) is PauseAction.WAIT_UNTIL_RUNNING
+    running, scheduled = run("RUNNING"), run("SCHEDULED")
+    assert check_pause(auto(), running) == (PauseAction.SUSPEND, running)
+    assert check_pause(auto(), scheduled) == (PauseAction.WAIT_UNTIL_RUNNING, scheduled)
 
 
 @pytest.mark.parametrize(

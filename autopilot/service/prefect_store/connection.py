@@ -91,7 +91,8 @@ class PrefectConnection:
         # A long-lived process (the shim) keeps one client: opening one costs ~25 ms here,
         # more than a request on it.
         self._client: PrefectClient | None = None
-        self._deployment_ids: dict[str, UUID] = {}
+        # Read once per process: serving the deployment again keeps its id.
+        self._known_deployment_id: UUID | None = None
 
     async def open(self) -> None:
         """Keep one Prefect client open until `close()`."""

@@ -59,7 +59,7 @@ class RunControls(RunReads):
                 if exc.response.status_code != 404:
                     raise
                 # The deployment was deleted and served again under a new id since we read it.
-                self._deployment_ids.pop(self.deployment_name, None)
+                self._known_deployment_id = None
                 deployment_id = await self._deployment_id(client)
                 run = await self._create(client, deployment_id, simulation_id, generation, key)
             snapshot = run_snapshot(run)
@@ -71,9 +71,8 @@ class RunControls(RunReads):
 
     async def _deployment_id(self, client: PrefectClient) -> UUID:
         """The deployment's id, read once per process (serving it again keeps its id)."""
-        cached = self._deployment_ids.get(self.deployment_name)
-        if cached is not None:
-            return cached
+        if self._known_deployment_id is not None:
+            return self._known_deployment_id
         try:
             deployment = await client.read_deployment_by_name(self.deployment_name)
         except ObjectNotFound:
@@ -82,7 +81,7 @@ class RunControls(RunReads):
                 "worker` (or `autopilot up`)",
                 error_code="DEPLOYMENT_NOT_FOUND",
             ) from None
-        self._deployment_ids[self.deployment_name] = deployment.id
+        self._known_deployment_id = deployment.id
         return deployment.id
 
     @staticmethod
