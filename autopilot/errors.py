@@ -12,9 +12,9 @@
     └── StepFailed (500)           the simulation itself failed, stalled or was stopped
 
 Only `BackendUnavailable` (so `BackendProtocolError` too) is an outage: steps ride it out
-(tasks/outage.py) and retry it (tasks/backend.py). The client raises these, the REST shim maps
+(tasks/_outage.py) and retry it (tasks/_step.py). The client raises these, the REST shim maps
 them once, the CLI catches them once in `main`. Defined where they are raised, and on this tree
-too: `StepInterrupted` (tasks/control.py), `RunStopped` (autopilot/run/driver.py),
+too: `StepInterrupted` (autopilot/run/control.py), `RunStopped` (autopilot/run/driver.py),
 `Superseded` and `Refused` (autopilot/run/claim.py), `StartupFailed` (devstack/supervisor.py).
 """
 

@@ -24,7 +24,7 @@ from autopilot.run.hooks import (
     stop_backend_simulation,
     stop_simulation_of,
 )
-from tasks.backend import CHECKPOINT_SERIALIZER
+from tasks._step import CHECKPOINT_SERIALIZER
 from tasks.complete import complete
 from tasks.generate_report import generate_report
 from tasks.monitor import monitor_simulation

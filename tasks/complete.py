@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
-from autopilot import names
 from autopilot.models import MonitorResult, Outcome, ReportResult, Step, StepContext
-from tasks.backend import CHECKPOINT_SERIALIZER, cache_key_for
-from tasks.progress import ProgressPublisher
+from autopilot.run.progress import ProgressPublisher
+from tasks._step import step_task
 
 
-@task(
-    name="completed",
-    task_run_name=names.task_run_name(Step.COMPLETED.value),
-    persist_result=True,
-    result_serializer=CHECKPOINT_SERIALIZER,
-    cache_key_fn=cache_key_for(Step.COMPLETED),
-)
+# No backend call to retry: it only records the outcome.
+@step_task(Step.COMPLETED, retry_outages=False)
 def complete(ctx: StepContext, monitored: MonitorResult, report: ReportResult) -> Outcome:
     """Record that the auto-pilot finished with a report."""
     # Written before the run is Completed, so anyone who sees the run Completed also finds

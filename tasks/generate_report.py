@@ -11,12 +11,12 @@ from autopilot.client import MultimoClient
 from autopilot.errors import StepFailed
 from autopilot.models import BackendBaseline, ReportResult, Step, StepContext
 from autopilot.run import crashpoints
+from autopilot.run.control import RunControl
+from autopilot.run.progress import ProgressPublisher
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step
-from tasks.control import RunControl
-from tasks.outage import OutageTracker, outage_tracker, ride_out
-from tasks.polling import poll_until_done
-from tasks.progress import ProgressPublisher
+from tasks._outage import OutageTracker, outage_tracker, ride_out
+from tasks._polling import poll_until_done
+from tasks._step import backend_client, step_task
 
 REPORT_POLL_SECONDS = 1.0
 _IN_PROGRESS = {"pending", "processing", "running"}
@@ -87,7 +87,7 @@ class _ReportWatch:
         return poll_until_done(finished, REPORT_POLL_SECONDS, self.outage, self.control)
 
 
-@checkpointed_step(Step.GENERATING_REPORT)
+@step_task(Step.GENERATING_REPORT)
 def generate_report(ctx: StepContext, baseline: BackendBaseline) -> ReportResult:
     """Generate the report once and publish it as a Markdown artifact."""
     logger = get_run_logger()

@@ -6,21 +6,19 @@ round counter. Polls are plain HTTP calls inside one task run, not one task per 
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
-from autopilot import names
 from autopilot.backend_models import RunStatus
 from autopilot.errors import StepFailed
 from autopilot.models import MonitorResult, Step, StepContext
 from autopilot.run import crashpoints
+from autopilot.run.control import RunControl, StepInterrupted
+from autopilot.run.progress import ProgressPublisher
 from autopilot.settings import get_settings
-from tasks.backend import backend_client
-from tasks.control import RunControl, StepInterrupted
-from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
-from tasks.outage import outage_tracker
-from tasks.polling import poll_until_done
-from tasks.progress import ProgressPublisher
+from tasks._monitor_rules import StallDetector, Verdict, classify, round_percent
+from tasks._outage import outage_tracker
+from tasks._polling import poll_until_done
+from tasks._step import backend_client, step_task
 
 
 def _result(ctx: StepContext, status: RunStatus) -> MonitorResult:
@@ -48,14 +46,8 @@ def _publish(progress: ProgressPublisher, status: RunStatus) -> None:
     )
 
 
-# NO_CACHE: the flow persists results, which would otherwise give this task the default
-# policy (inputs + run id) and replay an "interrupted" result forever after a resume.
-@task(
-    name="monitoring",
-    task_run_name=names.task_run_name(Step.MONITORING.value),
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+# Only reads: no checkpoint, and an outage is ridden out inside the step.
+@step_task(Step.MONITORING, checkpoint=None, retry_outages=False)
 def monitor_simulation(ctx: StepContext) -> MonitorResult:
     """Poll run-status until the simulation completes; fail fast on failed, stopped or stalled."""
     logger = get_run_logger()

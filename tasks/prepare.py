@@ -13,12 +13,12 @@ from autopilot.client import MultimoClient
 from autopilot.errors import StepFailed
 from autopilot.models import BackendBaseline, PrepareResult, Step, StepContext
 from autopilot.run import crashpoints
+from autopilot.run.control import RunControl
+from autopilot.run.progress import ProgressPublisher
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step
-from tasks.control import RunControl
-from tasks.outage import outage_tracker, ride_out
-from tasks.polling import poll_until_done
-from tasks.progress import ProgressPublisher
+from tasks._outage import outage_tracker, ride_out
+from tasks._polling import poll_until_done
+from tasks._step import backend_client, step_task
 
 PREPARE_POLL_SECONDS = 1.0
 
@@ -45,7 +45,7 @@ def preparation_failure(status: PrepareStatus) -> StepFailed | None:
     )
 
 
-@checkpointed_step(Step.PREPARING)
+@step_task(Step.PREPARING)
 def prepare_simulation(ctx: StepContext) -> PrepareResult:
     """Prepare the simulation (agents, graph, config) unless the backend says it is ready."""
     logger = get_run_logger()

@@ -12,10 +12,10 @@ from prefect import get_run_logger
 from autopilot.backend_models import RunStatus
 from autopilot.models import BackendBaseline, StartResult, Step, StepContext
 from autopilot.run import crashpoints
+from autopilot.run.control import RunControl
 from autopilot.settings import get_settings
-from tasks.backend import backend_client, checkpointed_step
-from tasks.control import RunControl
-from tasks.outage import outage_tracker, ride_out
+from tasks._outage import outage_tracker, ride_out
+from tasks._step import backend_client, step_task
 
 # A runner in one of these states was started by someone: starting again would be a twin.
 LIVE = frozenset({"running", "starting", "paused", "stopping"})
@@ -46,7 +46,7 @@ def needs_start(status: RunStatus, baseline: BackendBaseline) -> bool:
     return True
 
 
-@checkpointed_step(Step.STARTING, per_attempt=True)
+@step_task(Step.STARTING, checkpoint="attempt")
 def start_simulation(ctx: StepContext, baseline: BackendBaseline) -> StartResult:
     """Start the run unless run-status shows it already started (a crash after POST /start)."""
     logger = get_run_logger()

@@ -111,7 +111,7 @@ def test_429_past_budget_is_unavailable_with_the_array_text():
         client.run_status("sim_1")
     assert "rate limit exceeded" in str(info.value)
     assert sum(sleeps) <= 10
-    # The step retry rule (tasks/backend.py) retries exactly this class.
+    # The step retry rule (tasks/_step.py) retries exactly this class.
     assert isinstance(info.value, BackendUnavailable)
 
 

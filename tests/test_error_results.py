@@ -9,8 +9,8 @@ from prefect.serializers import JSONSerializer
 import autopilot.devstack.supervisor  # noqa: F401  (defines StartupFailed on the tree)
 import autopilot.errors as errors
 import autopilot.run.claim  # noqa: F401  (Superseded, Refused)
+import autopilot.run.control  # noqa: F401  (defines StepInterrupted, RunStopped)
 import autopilot.run.driver  # noqa: F401  (RunStopped)
-import tasks.control  # noqa: F401  (defines StepInterrupted, RunStopped)
 from autopilot.errors import AutopilotError
 
 

@@ -1,4 +1,4 @@
-"""The steps' one wait-on-the-backend loop (tasks/polling.py), on a fake clock: no Prefect run,
+"""The steps' one wait-on-the-backend loop (tasks/_polling.py), on a fake clock: no Prefect run,
 no backend, no sleeping."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from prefect.client.schemas.objects import StateType
 
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import Step
-from tasks.control import RunControl, StepInterrupted
-from tasks.outage import OutageTracker
-from tasks.polling import poll_until_done
+from autopilot.run.control import RunControl, StepInterrupted
+from tasks._outage import OutageTracker
+from tasks._polling import poll_until_done
 
 
 class FakeClock:

@@ -10,10 +10,10 @@ from autopilot.backend_models import PrepareStatus, Report, RunStatus
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import BackendBaseline, Step, StepContext
 from autopilot.progress_codec import decode_description, encode_description
-from tasks.backend import checkpoint_key
+from tasks._monitor_rules import StallDetector, Verdict, classify, round_percent
+from tasks._outage import OutageTracker
+from tasks._step import checkpoint_key
 from tasks.generate_report import is_this_generations_report
-from tasks.monitor_rules import StallDetector, Verdict, classify, round_percent
-from tasks.outage import OutageTracker
 from tasks.prepare import preparation_failure
 from tasks.start import is_this_generations_run, needs_start
 

@@ -8,10 +8,10 @@ from prefect.context import FlowRunContext
 from autopilot.errors import StepFailed
 from autopilot.models import RunOptions, StepContext
 from autopilot.run.claim import claim, resolve_generation, tag_run
+from autopilot.run.progress import ProgressPublisher
 from autopilot.run.quiet_logs import quiet_known_outcomes
 from autopilot.settings import get_settings
 from autopilot.worker.executors import register_executor
-from tasks.progress import ProgressPublisher
 
 
 def begin_attempt(simulation_id: str, generation: int | None, options: RunOptions) -> StepContext:

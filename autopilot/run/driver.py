@@ -12,8 +12,8 @@ from prefect.results import ResultRecord
 
 from autopilot.errors import AutopilotError, StepFailed
 from autopilot.run.checkpoints import verify_checkpoint
+from autopilot.run.control import STOPPING, StepInterrupted
 from autopilot.settings import get_settings
-from tasks.control import STOPPING, StepInterrupted
 
 
 class RunStopped(AutopilotError):

@@ -11,12 +11,12 @@ from prefect.client.schemas.objects import Flow, FlowRun, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from autopilot import names
+from autopilot.client import MultimoClient
 from autopilot.errors import AutopilotError
 from autopilot.models import STARTED_STEPS
 from autopilot.run.claim import read_config
 from autopilot.settings import get_settings
 from autopilot.worker.shutdown import is_worker_shutdown
-from tasks.backend import backend_client
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def stop_simulation_of(simulation_id: str, generation: int) -> None:
     and a late stop must not hit the new run."""
     if superseded(simulation_id, generation):
         return
-    with backend_client() as client:
+    with MultimoClient.from_settings(get_settings()) as client:
         try:
             if client.run_status(simulation_id).runner_status in {"running", "paused", "starting"}:
                 client.stop(simulation_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from autopilot.errors import AutopilotError, StepFailed
-from tasks.control import StepInterrupted
+from autopilot.run.control import StepInterrupted
 
 _RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine")
 _KNOWN = ("StepInterrupted", "StepFailed", "RunStopped")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tasks.control import RunControl, StepInterrupted
-from tasks.outage import OutageTracker, ride_out
+from autopilot.run.control import RunControl, StepInterrupted
+from tasks._outage import OutageTracker, ride_out
 
 T = TypeVar("T")
 

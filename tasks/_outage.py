@@ -13,8 +13,8 @@ from typing import TypeVar
 
 from autopilot.errors import BackendUnavailable, StepFailed
 from autopilot.models import RunOptions, Step
+from autopilot.run.control import RunControl, StepInterrupted
 from autopilot.settings import get_settings
-from tasks.control import RunControl, StepInterrupted
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
