@@ -125,7 +125,11 @@ class AutopilotStatus(_Answer):
 
 
 class NoStateStatus(_Answer):
-    """The status of an id with no auto-pilot history (status_projection.no_state)."""
+    """The status of an id with no auto-pilot history (projection.no_state)."""
+
+    # Closed, so that a full status never passes for this narrower shape in the envelope's
+    # union (the shim serialises answers through the envelope models).
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
     simulation_id: str
     mode: Mode
@@ -147,7 +151,7 @@ class Health(BaseModel):
     status_cache: HealthCache | None
 
 
-# -- the envelopes, for the OpenAPI document --------------------------------------------------
+# -- the envelopes: what the routes return, so what the OpenAPI document shows ---------------
 
 
 class ErrorCode(StrEnum):
@@ -211,7 +215,9 @@ class ErrorEnvelope(BaseModel):
 
 
 class _Success(BaseModel):
-    success: Literal[True]
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    success: Literal[True] = True
 
 
 class ConfigEnvelope(_Success):

@@ -24,6 +24,7 @@ from autopilot.api_models import (
     AutopilotStatus,
     ConfigResult,
     ControlResult,
+    NoStateStatus,
     ResetResult,
     StartResult,
     Status,
@@ -313,7 +314,7 @@ class AutopilotService:
             flow_run_id=latest.flow_run_id if latest else None,
         )
 
-    async def status(self, simulation_id: str) -> AutopilotStatus | dict[str, Any]:
+    async def status(self, simulation_id: str) -> AutopilotStatus | NoStateStatus:
         """The projection of Prefect's records; answers without any worker alive."""
         check_simulation_id(simulation_id)
         config, latest = await self._status_inputs(simulation_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect.client.schemas.objects import StateType
 
-from autopilot.api_models import AutopilotStatus, Mode, Status
+from autopilot.api_models import AutopilotStatus, Mode, NoStateStatus, Status
 from autopilot.models import SimulationConfig, Step
 
 STEP_ORDER = [
@@ -164,15 +164,15 @@ def _error_step(run: RunSnapshot) -> str | None:
     return failed[-1] if failed else None
 
 
-def no_state(simulation_id: str, mode: Mode = Mode.MANUAL) -> dict[str, Any]:
+def no_state(simulation_id: str, mode: Mode = Mode.MANUAL) -> NoStateStatus:
     """The answer for an id with no auto-pilot history."""
-    return {
-        "simulation_id": simulation_id,
-        "mode": mode.value,
-        "status": Status.INACTIVE.value,
-        "available": True,
-        "message": "auto-pilot has not run for this simulation",
-    }
+    return NoStateStatus(
+        simulation_id=simulation_id,
+        mode=mode,
+        status=Status.INACTIVE,
+        available=True,
+        message="auto-pilot has not run for this simulation",
+    )
 
 
 _BEGUN_BY = {"stop": "auto-pilot was stopped", "force": "auto-pilot is restarting"}

@@ -1,4 +1,4 @@
-"""The shim's answers: the envelope (`ok`, `failure`) and the mapping of FastAPI's own
+"""The shim's failure answers: the envelope (`failure`) and the mapping of FastAPI's own
 refusals (validation, unknown path, wrong method) onto stable error codes."""
 
 from __future__ import annotations
@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autopilot.api_models import SIMULATION_ID_MAX_LENGTH, ErrorCode
@@ -21,13 +19,6 @@ PREFIX = "/api/simulation/auto-pilot"
 # The seven requests are a few hundred bytes; anything near this is not one of them.
 MAX_BODY_BYTES = 16384
 INTERNAL_MESSAGE = "internal error; see the shim's log"
-
-
-def ok(data: BaseModel | dict[str, Any]) -> JSONResponse:
-    """The success envelope. Returned as a response so that the route's `response_model`
-    only documents the answer: every key is sent as built, none added or dropped."""
-    body = data.model_dump(mode="json") if isinstance(data, BaseModel) else jsonable_encoder(data)
-    return JSONResponse({"success": True, "data": body})
 
 
 def failure(

@@ -1,8 +1,9 @@
 """The REST shim: the seven `POST /api/simulation/auto-pilot/*` endpoints of the original.
 
-Routes are thin: a request model in, one service call, the envelope out. Errors are mapped
-once, here and in `autopilot.web.answers`: `{success: false, error, error_code}` with the
-error class's HTTP status.
+Routes are thin: a request model in, one service call, the envelope model out (so the
+OpenAPI document shows every answer's shape, and FastAPI serialises exactly that shape).
+Errors are mapped once, here and in `autopilot.web.answers`: `{success: false, error,
+error_code}` with the error class's HTTP status.
 
 Two pure-ASGI layers (`autopilot.web.asgi`) make sure no answer goes out without that envelope
 and no body is read before it should be, outermost first:
@@ -34,6 +35,8 @@ from autopilot.api_models import (
     ConfigRequest,
     ControlEnvelope,
     ErrorCode,
+    Health,
+    HealthCache,
     HealthEnvelope,
     ResetEnvelope,
     SimulationRequest,
@@ -50,7 +53,6 @@ from autopilot.web.answers import (
     PREFIX,
     failure,
     http_failure,
-    ok,
     validation_failure,
 )
 from autopilot.web.asgi import RequestGuard
@@ -133,52 +135,52 @@ def create_app(
         return failure(500, INTERNAL_MESSAGE, ErrorCode.INTERNAL)
 
     @app.get("/healthz", response_model=HealthEnvelope, responses=error_responses(500))
-    async def healthz() -> JSONResponse:
+    async def healthz() -> HealthEnvelope:
         """Liveness of the shim itself, and whether status answers from memory."""
         cache = service.status_cache
-        return ok(
-            {
-                "status": "ok",
-                "status_cache": None
+        return HealthEnvelope(
+            data=Health(
+                status="ok",
+                status_cache=None
                 if cache is None
-                else {"healthy": cache.healthy, "hits": cache.hits, "loads": cache.loads},
-            }
+                else HealthCache(healthy=cache.healthy, hits=cache.hits, loads=cache.loads),
+            )
         )
 
     @app.post(f"{PREFIX}/config", **route_doc("config", ConfigEnvelope))
-    async def config(body: ConfigRequest) -> JSONResponse:
+    async def config(body: ConfigRequest) -> ConfigEnvelope:
         """Set the mode (`auto` or `manual`) of a simulation's auto-pilot."""
-        return ok(await service.config(body.simulation_id, body.mode))
+        return ConfigEnvelope(data=await service.config(body.simulation_id, body.mode))
 
     @app.post(f"{PREFIX}/start", **route_doc("start", StartEnvelope))
-    async def start(body: StartRequest) -> JSONResponse:
+    async def start(body: StartRequest) -> StartEnvelope:
         """Start the auto-pilot (or return the active one); `force` starts afresh."""
-        return ok(await service.start(body.simulation_id, body.force))
+        return StartEnvelope(data=await service.start(body.simulation_id, body.force))
 
     @app.post(f"{PREFIX}/pause", **route_doc("pause", ControlEnvelope))
-    async def pause(body: SimulationRequest) -> JSONResponse:
+    async def pause(body: SimulationRequest) -> ControlEnvelope:
         """Pause (suspend) the active auto-pilot."""
-        return ok(await service.pause(body.simulation_id))
+        return ControlEnvelope(data=await service.pause(body.simulation_id))
 
     @app.post(f"{PREFIX}/resume", **route_doc("resume", ControlEnvelope))
-    async def resume(body: SimulationRequest) -> JSONResponse:
+    async def resume(body: SimulationRequest) -> ControlEnvelope:
         """Resume a paused auto-pilot from where it stopped."""
-        return ok(await service.resume(body.simulation_id))
+        return ControlEnvelope(data=await service.resume(body.simulation_id))
 
     @app.post(f"{PREFIX}/stop", **route_doc("stop", ControlEnvelope))
-    async def stop(body: SimulationRequest) -> JSONResponse:
+    async def stop(body: SimulationRequest) -> ControlEnvelope:
         """Stop the auto-pilot and the simulation on the backend."""
-        return ok(await service.stop(body.simulation_id))
+        return ControlEnvelope(data=await service.stop(body.simulation_id))
 
     @app.post(f"{PREFIX}/status", **route_doc("status", StatusEnvelope))
-    async def status(body: SimulationRequest) -> JSONResponse:
+    async def status(body: SimulationRequest) -> StatusEnvelope:
         """The auto-pilot's status; an unknown id is not an error (the no-state shape)."""
-        return ok(await service.status(body.simulation_id))
+        return StatusEnvelope(data=await service.status(body.simulation_id))
 
     @app.post(f"{PREFIX}/reset", **route_doc("reset", ResetEnvelope))
-    async def reset(body: SimulationRequest) -> JSONResponse:
+    async def reset(body: SimulationRequest) -> ResetEnvelope:
         """Cancel any active run and start a new generation; the mode is kept."""
-        return ok(await service.reset(body.simulation_id))
+        return ResetEnvelope(data=await service.reset(body.simulation_id))
 
     return app
 
