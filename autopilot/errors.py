@@ -15,7 +15,7 @@ Only `BackendUnavailable` (so `BackendProtocolError` too) is an outage: steps ri
 (tasks/_outage.py) and retry it (tasks/_step.py). The client raises these, the REST shim maps
 them once, the CLI catches them once in `main`. Defined where they are raised, and on this tree
 too: `StepInterrupted` (autopilot/run/control.py), `RunStopped` (autopilot/run/driver.py),
-`Superseded` and `Refused` (autopilot/run/claim.py), `StartupFailed` (devstack/supervisor.py).
+`Superseded` and `Refused` (autopilot/run/claim.py), `StartupFailed` (devstack/pieces.py).
 """
 
 from __future__ import annotations

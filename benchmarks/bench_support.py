@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import glob
 import math
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -30,7 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from autopilot.devstack import pieces  # noqa: E402
+from autopilot.devstack.postgres import start_postgres  # noqa: E402
 from tests.helpers import free_port, start_simulator, stop_process  # noqa: E402
+from tests.prefect_stack import start_prefect_server  # noqa: E402
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -59,95 +60,6 @@ def pss_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def start_prefect_server_with(
-    home: Path, port: int, log_path: Path, database_url: str
-) -> subprocess.Popen[bytes]:
-    """`prefect server start` as the tests start it, on `database_url` (3 min: PostgreSQL
-    migrations on a loaded box)."""
-    from tests.prefect_stack import start_prefect_server
-
-    return start_prefect_server(home, port, log_path, database_url, timeout=180)
-
-
-def stop_group(proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
-    """SIGTERM the process group of a process we started in its own session; then SIGKILL."""
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-@dataclass
-class Postgres:
-    """A throwaway PostgreSQL cluster in a temporary directory, run as the `postgres` user."""
-
-    bin_dir: Path
-    data_dir: Path
-    port: int
-    user: str
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/prefect"
-
-    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        cmd = list(args)
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            cmd = ["runuser", "-u", self.user, "--", *cmd]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
-
-    def stop(self) -> None:
-        try:
-            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "stop", "-m", "fast")
-        except (subprocess.SubprocessError, OSError) as exc:
-            print(f"warning: pg_ctl stop failed: {exc}")
-        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
-
-
-def find_pg_bin() -> Path | None:
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True):
-        return Path(candidate).parent
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-def start_postgres(port: int) -> Postgres:
-    """initdb + pg_ctl start on 127.0.0.1:`port` (trust auth, loopback only) + createdb."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        raise RuntimeError("no initdb found (looked in /usr/lib/postgresql/*/bin and PATH)")
-    user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-    # Not under a 0700 root-owned mkdtemp: the postgres user must reach it.
-    root = Path(f"/tmp/autopilot-bench-pg-{os.getpid()}-{port}")
-    root.mkdir(mode=0o755)
-    data_dir, socket_dir = root / "data", root / "socket"
-    socket_dir.mkdir()
-    if os.geteuid() == 0:
-        info = pwd.getpwnam(user)
-        for path in (root, socket_dir):
-            os.chown(path, info.pw_uid, info.pw_gid)
-    pg = Postgres(bin_dir, data_dir, port, user)
-    try:
-        pg._run(str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
-                "--auth=trust", "-E", "UTF8", "--no-instructions")  # fmt: skip
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir}"
-            " -c max_connections=200 -c shared_buffers=256MB -c fsync=on"
-        )
-        pg._run(str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options,
-                "-l", str(root / "postgres.log"), "-w", "-t", "60", "start")  # fmt: skip
-        pg._run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                "prefect")  # fmt: skip
-    except BaseException:
-        pg.stop()
-        raise
-    return pg
 
 
 def pids_mentioning(marker: str) -> list[int]:
@@ -340,11 +252,11 @@ def running_stack(
         else:
             db_url = f"sqlite+aiosqlite:///{env.prefect_db}"
         t0 = time.monotonic()
-        prefect = start_prefect_server_with(
-            env.work / "prefect", env.prefect_port, env.work / "prefect.log", db_url
+        prefect = start_prefect_server(
+            env.work / "prefect", env.prefect_port, env.work / "prefect.log", db_url, timeout=180
         )
         server_seconds = time.monotonic() - t0
-        cleanup.callback(stop_group, prefect)
+        cleanup.callback(pieces.stop_group, prefect, 30)
         simulator = start_simulator(
             env.work / "sim",
             env.sim_port,

@@ -7,14 +7,11 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-
-import httpx
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,44 +84,27 @@ def start_simulator(
     """Start `python -m simulator` as a real process; its log goes to data_dir/server-<port>.log.
     With wait=True, returns once /api/sim/health answers (or raises, killing the process).
     clock_offset_seconds / timestamp_zone skew the simulator's timestamps (simulator/clock.py)."""
+    from autopilot.devstack import pieces
+
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "simulator",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--round-seconds",
-        str(round_seconds),
-        "--prepare-seconds",
-        str(prepare_seconds),
-        "--report-seconds",
-        str(report_seconds),
-        # "=" form: a value like "-05:00" would otherwise be taken for an option.
-        f"--clock-offset-seconds={clock_offset_seconds}",
-        f"--timestamp-zone={timestamp_zone}",
-    ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with open(data_dir / f"server-{port}.log", "ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=REPO_ROOT
-        )
+    sim = pieces.simulator(
+        port,
+        data_dir,
+        {
+            "round_seconds": round_seconds,
+            "prepare_seconds": prepare_seconds,
+            "report_seconds": report_seconds,
+            "clock_offset_seconds": clock_offset_seconds,
+            "timestamp_zone": timestamp_zone,
+        },
+        host=host,
+    )
+    log_path = data_dir / f"server-{port}.log"
+    # In the test's own session: stop_process signals it alone, as a test that kills it does.
+    proc = pieces.spawn(sim, os.environ, log_path, own_session=False)
     if wait:
-        url = f"http://{host}:{port}/api/sim/health"
-
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"simulator exited with {proc.returncode}")
-            return httpx.get(url, timeout=1.0).status_code == 200
-
         try:
-            wait_until(healthy, timeout=timeout, message=f"simulator health on port {port}")
+            pieces.wait_up(sim, proc, log_path, timeout=timeout)
         except BaseException:
             stop_process(proc)
             raise

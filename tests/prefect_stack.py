@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
-
+from autopilot.devstack import pieces
 from tests.helpers import wait_until
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = pieces.REPO_ROOT
 DEPLOYMENT = "auto-pilot/local"
 
 
@@ -33,35 +31,10 @@ def start_prefect_server(
 ) -> subprocess.Popen[bytes]:
     """Start `prefect server start` (SQLite in `home` unless `database_url` is given) and wait
     until it answers /api/health."""
-    home.mkdir(parents=True, exist_ok=True)
-    database_url = database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api/health"
-    wait_until(lambda: _healthy(url) or proc.poll() is not None, timeout=timeout, interval=0.25)
-    if proc.poll() is not None:
-        raise RuntimeError(f"prefect server exited: see {log_path}")
+    server = pieces.prefect_server(port, home, database_url, ui=False)
+    proc = pieces.spawn(server, os.environ, log_path)
+    pieces.wait_up(server, proc, log_path, timeout=timeout)
     return proc
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class Worker:
@@ -81,13 +54,10 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deployments.serve", "--poll-seconds", str(self.poll_seconds),
-             "--sweep-seconds", "3", *self.extra_args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            start_new_session=True,
-        )  # fmt: skip
+        worker = pieces.worker(
+            "--poll-seconds", str(self.poll_seconds), "--sweep-seconds", "3", *self.extra_args
+        )
+        self.proc = pieces.spawn(worker, self.env, self.log_path)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -102,22 +72,25 @@ class Worker:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        pieces.stop_group(self.proc)
 
 
-def deployment_ready() -> bool:
+class NamedWorker(Worker):
+    """`python -m deployments.serve --name <name>`: serves deployment `auto-pilot/<name>`, so
+    a test module can have a worker (and settings) of its own beside the session's."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(env, log_path, extra_args=["--name", name])
+        self.name = name
+
+
+def deployment_ready(deployment: str = DEPLOYMENT) -> bool:
+    """Whether the Prefect server knows `deployment`."""
     from prefect.client.orchestration import get_client
 
     try:
         with get_client(sync_client=True) as client:
-            client.read_deployment_by_name(DEPLOYMENT)
+            client.read_deployment_by_name(deployment)
         return True
     except Exception:
         return False

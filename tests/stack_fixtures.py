@@ -7,10 +7,9 @@ only when a test asks for it.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ import httpx
 import pytest
 
 from autopilot.client import MultimoClient
+from autopilot.devstack import pieces
 from tests.conftest import PREFECT_PORT, SESSION_DIR
 from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process, wait_until
-from tests.prefect_stack import REPO_ROOT, Worker, deployment_ready, start_prefect_server
+from tests.prefect_stack import NamedWorker, Worker, deployment_ready, start_prefect_server
 
 # Timings are injected so a test takes seconds: the defaults are for 72-hour runs.
 WORKER_SETTINGS = {
@@ -74,11 +74,7 @@ def prefect_server() -> Iterator[None]:
         SESSION_DIR / "prefect-server", PREFECT_PORT, SESSION_DIR / "prefect-server.log"
     )
     yield
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    pieces.stop_group(proc, timeout=20)
 
 
 @pytest.fixture(scope="session")
@@ -120,24 +116,10 @@ def stack(session_worker: Worker, simulator: tuple[str, Path]) -> Stack:
 def start_shim(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start the REST shim (`autopilot api`) on a free loopback port; wait for /healthz."""
     port = free_port()
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from autopilot.cli import main; main()", "api"],
-        env={**env, "AUTOPILOT_API_PORT": str(port)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"shim exited: see {log_path}")
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-
-    wait_until(healthy, timeout=60, interval=0.2, message="shim /healthz")
-    return proc, url
+    api = pieces.shim(port)
+    proc = pieces.spawn(api, env, log_path)
+    pieces.wait_up(api, proc, log_path)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -147,3 +129,25 @@ def shim_url(session_worker: Worker, simulator: tuple[str, Path]) -> Iterator[st
     proc, url = start_shim(env, SESSION_DIR / "shim.log")
     yield url
     stop_process(proc)
+
+
+@contextmanager
+def named_stack(name: str, simulator_url: str, simulator_log: Path, **env: str) -> Iterator[Stack]:
+    """A worker of the test module's own, serving `auto-pilot/<name>` with the test settings
+    and `env` on top, against the given simulator; stopped on the way out."""
+    worker_env = {**os.environ, **WORKER_SETTINGS, "AUTOPILOT_BACKEND_URL": simulator_url, **env}
+    worker = NamedWorker(name, worker_env, SESSION_DIR / f"{name}-worker.log")
+    worker.start()
+    try:
+        wait_until(
+            lambda: deployment_ready(f"auto-pilot/{name}"), timeout=90, interval=0.5,
+            message=f"deployment auto-pilot/{name}",
+        )  # fmt: skip
+        yield Stack(
+            worker=worker,
+            simulator_url=simulator_url,
+            simulator_log=simulator_log,
+            data_dir=Path(os.environ["AUTOPILOT_DATA_DIR"]),
+        )
+    finally:
+        worker.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prefect.serializers import JSONSerializer
 
-import autopilot.devstack.supervisor  # noqa: F401  (defines StartupFailed on the tree)
+import autopilot.devstack.pieces  # noqa: F401  (defines StartupFailed on the tree)
 import autopilot.errors as errors
 import autopilot.run.claim  # noqa: F401  (Superseded, Refused)
 import autopilot.run.control  # noqa: F401  (defines StepInterrupted, RunStopped)

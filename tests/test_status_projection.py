@@ -37,7 +37,13 @@ def run(state_type: str, steps: list[tuple[str, str]], **fields) -> RunSnapshot:
 
 
 def test_unknown_simulation_has_the_no_state_shape():
-    assert set(no_state("sim_x").model_dump()) == {"simulation_id", "mode", "status", "available", "message"}
+    assert set(no_state("sim_x").model_dump()) == {
+        "simulation_id",
+        "mode",
+        "status",
+        "available",
+        "message",
+    }
     assert no_state("sim_x").status == "inactive"
 
 

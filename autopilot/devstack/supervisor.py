@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-
-from autopilot.errors import AutopilotError
+from autopilot.devstack import pieces
+from autopilot.devstack.pieces import Piece, StartupFailed, answers
 from autopilot.prefect_env import prefect_auth_string
 from autopilot.settings import BUNDLED_SIMULATOR_URL, Settings
 
@@ -50,24 +47,6 @@ def prefect_credentials(settings: Settings, env: dict[str, str]) -> dict[str, st
     }
 
 
-class StartupFailed(AutopilotError):
-    """A child did not become healthy, or its port is taken."""
-
-    error_code = "STARTUP_FAILED"
-
-
-def _answers(url: str, auth: str | None = None) -> bool:
-    """Whether `url` answers 200 (`auth`: a Prefect basic-auth string `user:password`)."""
-    credentials = None
-    if auth and ":" in auth:
-        user, password = auth.split(":", 1)
-        credentials = (user, password)
-    try:
-        return httpx.get(url, timeout=2, auth=credentials).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -76,16 +55,18 @@ def port_in_use(host: str, port: int) -> bool:
 
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process: its piece of the stack and how to tell it is up."""
 
-    name: str
-    argv: list[str]
+    piece: Piece
     healthy: Callable[[], bool]
     port: int | None = None
-    startup_timeout: float = 90.0
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
+
+    @property
+    def name(self) -> str:
+        return self.piece.name
 
 
 class Supervisor:
@@ -142,104 +123,58 @@ class Supervisor:
 
     def plan(self) -> list[Child]:
         """Which children this machine needs, in start order."""
-        python = sys.executable
         children: list[Child] = []
         api_url = self.prefect_api_url
-        if not _answers(api_url.rstrip("/") + "/health"):
+        if not answers(api_url.rstrip("/") + "/health"):
             parsed = urlparse(api_url)
             if parsed.hostname not in {"127.0.0.1", "localhost"}:
                 raise StartupFailed(f"PREFECT_API_URL {api_url} does not answer")
-            port = parsed.port or DEFAULT_PREFECT_PORT
+            home = Path(self.env["PREFECT_HOME"]).expanduser()
             db = self.data_dir / "prefect" / "prefect.db"
             # Prefect creates its home, not the database's folder (PREFECT_HOME may be
             # elsewhere): "unable to open database file" on a fresh data dir otherwise.
             db.parent.mkdir(parents=True, exist_ok=True)
-            Path(self.env["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
-            self.env.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}")
-            children.append(
-                Child(
-                    "prefect",
-                    [
-                        python,
-                        "-m",
-                        "prefect",
-                        "server",
-                        "start",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                    ],
-                    lambda: _answers(api_url.rstrip("/") + "/health"),
-                    port=port,
-                    startup_timeout=120,
-                )  # fmt: skip
+            database_url = self.env.setdefault(
+                "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}"
             )
+            port = parsed.port or DEFAULT_PREFECT_PORT
+            server = pieces.prefect_server(port, home, database_url)
+            children.append(Child(server, server.healthy, port=port))
         backend = self.settings.backend_url.rstrip("/")
         bundled = backend == BUNDLED_SIMULATOR_URL or self.own_simulator
-        if bundled and not _answers(backend + "/api/sim/health"):
+        if bundled and not answers(backend + "/api/sim/health"):
             port = urlparse(backend).port or 5001
-            argv = [python, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port),
-                    "--data-dir", str(self.data_dir / "simulator")]  # fmt: skip
-            for option, value in self.simulator_options.items():
-                argv += [f"--{option.replace('_', '-')}", str(value)]
-            children.append(
-                Child("simulator", argv, lambda: _answers(backend + "/api/sim/health"), port=port)
-            )
-        children.append(
-            Child(
-                "worker",
-                [python, "-m", "deployments.serve"],
-                self._deployment_registered,
-            )
-        )
+            sim = pieces.simulator(port, self.data_dir / "simulator", self.simulator_options)
+            children.append(Child(sim, sim.healthy, port=port))
+        children.append(Child(pieces.worker(), self._deployment_registered))
         if self.with_api:
             host, port = self.settings.api_host, self.settings.api_port
-            children.append(
-                Child(
-                    "api",
-                    [python, "-c", "from autopilot.cli import main; main()", "api"],
-                    lambda: _answers(f"http://{host}:{port}/healthz"),
-                    port=port,
-                )
-            )
+            api = pieces.shim(port, host)
+            children.append(Child(api, api.healthy, port=port))
         return children
 
     def _deployment_registered(self) -> bool:
-        url = (
-            self.prefect_api_url.rstrip("/")
-            + "/deployments/name/"
-            + (self.settings.deployment_name)
-        )
-        return _answers(url, self.env.get("PREFECT_API_AUTH_STRING"))
+        url = pieces.deployment_url(self.prefect_api_url, self.settings.deployment_name)
+        return answers(url, self.env.get("PREFECT_API_AUTH_STRING"))
 
     # -- lifecycle -----------------------------------------------------------------
 
+    def _log(self, child: Child) -> Path:
+        return self.log_dir / f"{child.name}.log"
+
     def _spawn(self, child: Child) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{child.name}.log").open("ab")
-        child.proc = subprocess.Popen(
-            child.argv,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stopped as a whole
-        )
+        child.proc = pieces.spawn(child.piece, self.env, self._log(child))
         child.started_at = time.monotonic()
 
     def _await_health(self, child: Child) -> None:
-        deadline = time.monotonic() + child.startup_timeout
-        while not child.healthy():
-            assert child.proc is not None
-            if child.proc.poll() is not None:
-                raise StartupFailed(
-                    f"{child.name} exited with {child.proc.returncode}; see "
-                    f"{self.log_dir / (child.name + '.log')}"
-                )
-            if time.monotonic() > deadline or self._stopping.is_set():
-                raise StartupFailed(f"{child.name} not healthy after {child.startup_timeout}s")
-            time.sleep(0.25)
+        assert child.proc is not None
+        pieces.wait_up(
+            child.piece,
+            child.proc,
+            self._log(child),
+            healthy=child.healthy,
+            cancelled=self._stopping.is_set,
+        )
 
     def start(self, on_ready: Callable[[str], None] = lambda name: None) -> None:
         """Start every planned child in order, each healthy before the next."""
@@ -278,14 +213,4 @@ class Supervisor:
         """Stop every child (SIGTERM to its group, then SIGKILL), newest first."""
         self._stopping.set()
         for child in reversed(self.children):
-            proc = child.proc
-            if proc is None or proc.poll() is not None:
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            except ProcessLookupError:
-                pass
+            pieces.stop_group(child.proc, timeout)

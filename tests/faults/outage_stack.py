@@ -10,7 +10,6 @@ becomes an outage within seconds.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,7 +17,7 @@ from uuid import UUID
 import httpx
 
 from tests.helpers import start_simulator, stop_process, wait_until
-from tests.prefect_stack import REPO_ROOT, Worker
+from tests.prefect_stack import NamedWorker, deployment_ready
 from tests.stack_fixtures import WORKER_SETTINGS, Stack
 
 OUTAGE_DEPLOYMENT_NAME = "outage"
@@ -28,35 +27,6 @@ OUTAGE_WORKER_SETTINGS = {
     "AUTOPILOT_HTTP_TIMEOUT": "1",
     "AUTOPILOT_CONNECT_TIMEOUT": "1",
 }
-
-
-class NamedWorker(Worker):
-    """`python -m deployments.serve --name <name>`: serves deployment `auto-pilot/<name>`."""
-
-    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
-        super().__init__(env, log_path)
-        self.name = name
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deployments.serve", "--name", self.name,
-                 "--poll-seconds", str(self.poll_seconds), "--sweep-seconds", "3"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                start_new_session=True,
-            )  # fmt: skip
-
-
-def deployment_exists(name: str) -> bool:
-    """Whether the session's Prefect server knows deployment `name`."""
-    from prefect.client.orchestration import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            client.read_deployment_by_name(name)
-        return True
-    except Exception:
-        return False
 
 
 class KillableBackend:
@@ -152,7 +122,7 @@ class OutageStack(Stack):
         if not self.worker.alive():
             self.worker.start()
             wait_until(
-                lambda: deployment_exists(OUTAGE_DEPLOYMENT), timeout=90, interval=0.5,
+                lambda: deployment_ready(OUTAGE_DEPLOYMENT), timeout=90, interval=0.5,
                 message=OUTAGE_DEPLOYMENT,
             )  # fmt: skip
 

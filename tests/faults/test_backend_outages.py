@@ -24,7 +24,7 @@ from tests.faults.outage_stack import (
     KillableBackend,
     NamedWorker,
     OutageStack,
-    deployment_exists,
+    deployment_ready,
 )
 from tests.helpers import free_port, wait_until
 from tests.prefect_stack import running_task, task_runs, wait_for_state
@@ -59,7 +59,7 @@ def outages(prefect_server: None) -> Iterator[OutageStack]:
     try:
         worker.start()
         wait_until(
-            lambda: deployment_exists(OUTAGE_DEPLOYMENT), timeout=90, interval=0.5,
+            lambda: deployment_ready(OUTAGE_DEPLOYMENT), timeout=90, interval=0.5,
             message=OUTAGE_DEPLOYMENT,
         )  # fmt: skip
         yield stack

@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SESSION_DIR
-from tests.faults.outage_stack import NamedWorker, deployment_exists
-from tests.helpers import wait_until
 from tests.prefect_stack import launch, wait_for_state
-from tests.stack_fixtures import WORKER_SETTINGS, Stack
+from tests.stack_fixtures import Stack, named_stack
 
 DEPLOYMENT = "auto-pilot/fragile-storage"
 
@@ -45,24 +43,10 @@ def results_mount() -> Iterator[Path]:
 def fragile(
     results_mount: Path, prefect_server: None, simulator: tuple[str, Path]
 ) -> Iterator[Stack]:
-    env = {
-        **os.environ,
-        **WORKER_SETTINGS,
-        "AUTOPILOT_BACKEND_URL": simulator[0],
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results_mount),
-    }
-    worker = NamedWorker("fragile-storage", env, SESSION_DIR / "fragile-worker.log")
-    worker.start()
-    try:
-        wait_until(lambda: deployment_exists(DEPLOYMENT), timeout=90, interval=0.5)
-        yield Stack(
-            worker=worker,
-            simulator_url=simulator[0],
-            simulator_log=simulator[1],
-            data_dir=Path(os.environ["AUTOPILOT_DATA_DIR"]),
-        )
-    finally:
-        worker.stop()
+    with named_stack(
+        "fragile-storage", *simulator, PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results_mount)
+    ) as stack:
+        yield stack
 
 
 def fill(path: Path) -> Path:

@@ -4,18 +4,15 @@ generation is decided by the backend's own records, never across the two clocks.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import SESSION_DIR
-from tests.faults.outage_stack import NamedWorker, deployment_exists
 from tests.flow.test_outcomes import step_states
-from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process, wait_until
+from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process
 from tests.prefect_stack import launch, wait_for_state
-from tests.stack_fixtures import WORKER_SETTINGS, Stack
+from tests.stack_fixtures import Stack, named_stack
 
 DEPLOYMENT = "auto-pilot/foreign-clock"
 
@@ -29,19 +26,10 @@ def foreign(prefect_server: None) -> Iterator[Stack]:
         clock_offset_seconds=3600, timestamp_zone="+08:00",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **WORKER_SETTINGS, "AUTOPILOT_BACKEND_URL": url}
-    worker = NamedWorker("foreign-clock", env, SESSION_DIR / "foreign-clock-worker.log")
-    worker.start()
     try:
-        wait_until(lambda: deployment_exists(DEPLOYMENT), timeout=90, interval=0.5)
-        yield Stack(
-            worker=worker,
-            simulator_url=url,
-            simulator_log=data_dir / f"server-{port}.log",
-            data_dir=Path(os.environ["AUTOPILOT_DATA_DIR"]),
-        )
+        with named_stack("foreign-clock", url, data_dir / f"server-{port}.log") as stack:
+            yield stack
     finally:
-        worker.stop()
         stop_process(simulator)
         kill_leftover_runs(data_dir)
 

@@ -3,36 +3,22 @@ ERROR line naming the step and the reason, and no tracebacks for either."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SESSION_DIR
-from tests.faults.outage_stack import NamedWorker, deployment_exists
 from tests.helpers import wait_until
 from tests.prefect_stack import launch, wait_for_state
-from tests.stack_fixtures import WORKER_SETTINGS, Stack
+from tests.stack_fixtures import Stack, named_stack
 
 DEPLOYMENT = "auto-pilot/quiet-logs"
 
 
 @pytest.fixture(scope="module")
 def logged(prefect_server: None, simulator: tuple[str, Path]) -> Iterator[Stack]:
-    env = {**os.environ, **WORKER_SETTINGS, "AUTOPILOT_BACKEND_URL": simulator[0]}
-    worker = NamedWorker("quiet-logs", env, SESSION_DIR / "quiet-logs-worker.log")
-    worker.start()
-    try:
-        wait_until(lambda: deployment_exists(DEPLOYMENT), timeout=90, interval=0.5)
-        yield Stack(
-            worker=worker,
-            simulator_url=simulator[0],
-            simulator_log=simulator[1],
-            data_dir=Path(os.environ["AUTOPILOT_DATA_DIR"]),
-        )
-    finally:
-        worker.stop()
+    with named_stack("quiet-logs", *simulator) as stack:
+        yield stack
 
 
 def test_a_pause_and_a_failure_are_one_line_each_without_tracebacks(logged: Stack):
