@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 from typing import Any
 
 from simulator import faults
+from simulator.background import resume_unfinished, run_in_background
 from simulator.errors import ApiError
 from simulator.profiles import build_config
 from simulator.store import Store, append_ledger, now_iso
@@ -75,10 +75,7 @@ def submit(store: Store, simulation_id: str, prepare_seconds: float) -> dict[str
             (now, simulation_id),
         )
         append_ledger(conn, simulation_id, "prepare", {"task_id": task_id})
-    thread = threading.Thread(
-        target=_work, args=(store, simulation_id, task_id, prepare_seconds), daemon=True
-    )
-    thread.start()
+    run_in_background(_work, store, simulation_id, task_id, prepare_seconds)
     return {
         "task_id": task_id,
         "simulation_id": simulation_id,
@@ -126,18 +123,15 @@ def status(store: Store, simulation_id: str, task_id: str | None) -> dict[str, A
 def recover(store: Store, prepare_seconds: float) -> None:
     """Threads do not survive a server restart: an interrupted preparation starts over under
     its own task id (building is deterministic from the seed), as a restarted run continues."""
-    with store.read() as conn:
-        rows = conn.execute(
-            "SELECT simulation_id, task_id FROM prepare_tasks"
-            " WHERE status IN ('pending', 'processing')"
-        ).fetchall()
-    for row in rows:
-        log.info("%s: resuming preparation %s", row["simulation_id"], row["task_id"])
-        threading.Thread(
-            target=_work,
-            args=(store, row["simulation_id"], row["task_id"], prepare_seconds),
-            daemon=True,
-        ).start()
+    resume_unfinished(
+        store,
+        "SELECT simulation_id, task_id FROM prepare_tasks"
+        " WHERE status IN ('pending', 'processing')",
+        "task_id",
+        "preparation",
+        _work,
+        prepare_seconds,
+    )
 
 
 def _update(store: Store, task_id: str, **fields: Any) -> None:

@@ -8,12 +8,12 @@ with another zone or offset would otherwise sort an older report first.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from typing import Any
 
 from simulator import faults, report
+from simulator.background import resume_unfinished, run_in_background
 from simulator.errors import ApiError
 from simulator.store import Store, append_ledger, now_iso
 
@@ -86,9 +86,7 @@ def submit(store: Store, simulation_id: str, report_seconds: float) -> dict[str,
             (report_id, simulation_id, run["epoch"], task_id, now_iso()),
         )
         append_ledger(conn, simulation_id, "report", {"report_id": report_id, "task_id": task_id})
-    threading.Thread(
-        target=_work, args=(store, simulation_id, report_id, report_seconds), daemon=True
-    ).start()
+    run_in_background(_work, store, simulation_id, report_id, report_seconds)
     return {
         "simulation_id": simulation_id,
         "report_id": report_id,
@@ -142,17 +140,14 @@ def list_reports(store: Store, simulation_id: str | None) -> list[dict[str, Any]
 
 def recover(store: Store, report_seconds: float) -> None:
     """An interrupted report is generated again under its own id (from the stored actions)."""
-    with store.read() as conn:
-        rows = conn.execute(
-            "SELECT simulation_id, report_id FROM reports WHERE status IN ('pending', 'processing')"
-        ).fetchall()
-    for row in rows:
-        log.info("%s: resuming report %s", row["simulation_id"], row["report_id"])
-        threading.Thread(
-            target=_work,
-            args=(store, row["simulation_id"], row["report_id"], report_seconds),
-            daemon=True,
-        ).start()
+    resume_unfinished(
+        store,
+        "SELECT simulation_id, report_id FROM reports WHERE status IN ('pending', 'processing')",
+        "report_id",
+        "report",
+        _work,
+        report_seconds,
+    )
 
 
 def _set(store: Store, report_id: str, **fields: Any) -> None:
