@@ -147,8 +147,13 @@ class MultimoClient:
         rate_limit_budget: float = 120.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        before_change: Callable[[str], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Called with "METHOD /path" before every call that changes the backend (prepare,
+        # start, stop, report): the flow's fence (autopilot/run/lease.py) ends a process whose
+        # run was taken over before it can act twice.
+        self._before_change = before_change or (lambda what: None)
         self._email = email
         self._password = password
         self._token = token
@@ -162,7 +167,11 @@ class MultimoClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, transport: httpx.BaseTransport | None = None
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        before_change: Callable[[str], None] | None = None,
     ) -> MultimoClient:
         """A client configured from `Settings`."""
         return cls(
@@ -176,6 +185,7 @@ class MultimoClient:
             connect_timeout=settings.connect_timeout,
             rate_limit_budget=settings.rate_limit_budget,
             transport=transport,
+            before_change=before_change,
         )
 
     def close(self) -> None:
@@ -400,6 +410,7 @@ class MultimoClient:
     def prepare(self, simulation_id: str) -> PrepareAccepted:
         """Ask the backend to prepare; it has no duplicate guard, so call once per preparation."""
         body = {"simulation_id": simulation_id}
+        self._before_change("POST /api/simulation/prepare")
         return self._fetch(PrepareAccepted, "POST", "/api/simulation/prepare", json=body)
 
     def run_status(self, simulation_id: str) -> RunStatus:
@@ -421,10 +432,12 @@ class MultimoClient:
             body["max_rounds"] = max_rounds
         if force:
             body["force"] = True
+        self._before_change("POST /api/simulation/start")
         return self._fetch(StartAccepted, "POST", "/api/simulation/start", json=body)
 
     def stop(self, simulation_id: str) -> None:
         """Stop the running simulation (the backend answers 400 unless running or paused)."""
+        self._before_change("POST /api/simulation/stop")
         self._call("POST", "/api/simulation/stop", json={"simulation_id": simulation_id})
 
     # -- reports -----------------------------------------------------------------------
@@ -432,6 +445,7 @@ class MultimoClient:
     def generate_report(self, simulation_id: str) -> ReportAccepted:
         """Ask for a report; the answer says whether one already existed."""
         body = {"simulation_id": simulation_id}
+        self._before_change("POST /api/report/generate")
         return self._fetch(ReportAccepted, "POST", "/api/report/generate", json=body)
 
     def report_generation_status(self, simulation_id: str) -> ReportTaskStatus | None:

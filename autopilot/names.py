@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from uuid import UUID
 
 PREFIX = "autopilot"
 SIMULATION_TAG_PREFIX = "autopilot-sim:"
@@ -127,6 +128,18 @@ def step_cache_key(
 def idempotency_key(simulation_id: str, generation: int, generation_id: str, attempt: int) -> str:
     """One flow run per simulation, generation and attempt, however many starts race."""
     return f"{PREFIX}-{simulation_token(simulation_id)}--g{generation}-{generation_id}--a{attempt}"
+
+
+# The flow-run label a running attempt renews to prove it is alive (autopilot/liveness.py).
+LEASE_LABEL = "autopilot.lease"
+# A `--`-led suffix after a fixed word: no simulation's variable (no `--`) can share it.
+TAKEOVER_PREFIX = f"{PREFIX}-takeover--"
+
+
+def takeover_variable_name(state_id: UUID) -> str:
+    """The variable whose creation claims the takeover of a run in the state `state_id`: names
+    are unique, so of several hosts judging one state dead exactly one creates it."""
+    return f"{TAKEOVER_PREFIX}{state_id.hex}"
 
 
 def simulation_tag(simulation_id: str) -> str:

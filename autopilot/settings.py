@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,6 +42,15 @@ class Settings(BaseSettings):
     max_crash_restarts: int = Field(default=3, ge=0)
     # Deaths of a run's process older than this no longer count against max_crash_restarts.
     crash_window: float = Field(default=900.0, gt=0)
+
+    # This host's name in liveness records and leases: two "hosts" sharing one machine (or one
+    # hostname) must set distinct ones, or each may take the other's dead runs for its own.
+    host_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
+    # A running attempt renews its lease (a label on its flow run) this often; any worker that
+    # sees the lease unchanged for `lease_window` seconds of its own uninterrupted watching
+    # takes the run over (autopilot/worker/judge.py).
+    lease_renew_every: float = Field(default=5.0, gt=0)
+    lease_window: float = Field(default=20.0, gt=0)
 
     # How long a pause waits for a just-started run to be running.
     pause_wait: float = Field(default=20.0, ge=0)

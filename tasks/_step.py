@@ -13,6 +13,7 @@ from autopilot import names
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendUnavailable
 from autopilot.models import Step, StepContext
+from autopilot.run.lease import fence
 from autopilot.settings import get_settings
 
 P = ParamSpec("P")
@@ -26,8 +27,9 @@ RETRY_DELAYS: list[float] = [2.0, 5.0, 15.0]
 
 
 def backend_client() -> MultimoClient:
-    """A client for the configured backend."""
-    return MultimoClient.from_settings(get_settings())
+    """A client for the configured backend, fenced: a process whose run was taken over ends
+    before its next change to the backend."""
+    return MultimoClient.from_settings(get_settings(), before_change=fence)
 
 
 def checkpoint_key(ctx: StepContext, step: Step, attempt: str = "") -> str:

@@ -65,6 +65,7 @@ def prepare_simulation(ctx: StepContext) -> PrepareResult:
             if client.get_simulation(ctx.simulation_id).status == "preparing":
                 logger.info("adopting the preparation already running for %s", ctx.simulation_id)
                 return False, None
+            crashpoints.reached(settings.data_dir, ctx.simulation_id, "prepare-about-to-request")
             accepted = client.prepare(ctx.simulation_id)
             if accepted.already_prepared:
                 return True, None

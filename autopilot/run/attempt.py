@@ -8,6 +8,7 @@ from prefect.context import FlowRunContext
 from autopilot.errors import StepFailed
 from autopilot.models import RunOptions, StepContext
 from autopilot.run.claim import claim, resolve_generation, tag_run
+from autopilot.run.lease import AttemptLease, hold
 from autopilot.run.progress import ProgressPublisher
 from autopilot.run.quiet_logs import quiet_known_outcomes
 from autopilot.settings import get_settings
@@ -22,8 +23,16 @@ def begin_attempt(simulation_id: str, generation: int | None, options: RunOption
     with get_client(sync_client=True) as client:
         resolved = resolve_generation(client, simulation_id, generation)
         if flow_run is not None:
-            register_executor(get_settings().data_dir.resolve(), flow_run.id)
+            settings = get_settings()
+            register_executor(settings.data_dir.resolve(), flow_run.id)
             current = client.read_flow_run(flow_run.id)
+            if current.deployment_id is not None:
+                # Only deployment runs are judged by workers (and can be taken over).
+                hold(
+                    AttemptLease(
+                        flow_run.id, current.run_count, settings.host_id, settings.lease_renew_every
+                    )
+                )
             tag_run(client, current, simulation_id, resolved.number)
             claim(client, flow_run.id, simulation_id, resolved.number)
     return StepContext(

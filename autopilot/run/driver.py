@@ -13,6 +13,7 @@ from prefect.results import ResultRecord
 from autopilot.errors import AutopilotError, StepFailed
 from autopilot.run.checkpoints import verify_checkpoint
 from autopilot.run.control import STOPPING, StepInterrupted
+from autopilot.run.lease import fence
 from autopilot.settings import get_settings
 
 
@@ -42,6 +43,8 @@ def _as_step_failure(step_name: str, error: Any, state: Any) -> BaseException:
 
 def until_done(step: Any, *args: Any) -> Any:
     """Run a step, calling it again after it yielded to a pause or stop request."""
+    # A process that was taken over ends here rather than record another step as its own.
+    fence(f"step {step.name}")
     interruptions = 0
     stopping_since: float | None = None
     grace = get_settings().stop_grace

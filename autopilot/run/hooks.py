@@ -15,6 +15,7 @@ from autopilot.client import MultimoClient
 from autopilot.errors import AutopilotError
 from autopilot.models import STARTED_STEPS
 from autopilot.run.claim import read_config
+from autopilot.run.lease import fence
 from autopilot.settings import get_settings
 from autopilot.worker.shutdown import is_worker_shutdown
 
@@ -71,7 +72,8 @@ def stop_simulation_of(simulation_id: str, generation: int) -> None:
     and a late stop must not hit the new run."""
     if superseded(simulation_id, generation):
         return
-    with MultimoClient.from_settings(get_settings()) as client:
+    # In the flow's own process the stop is fenced; in the runner's hooks there is no lease.
+    with MultimoClient.from_settings(get_settings(), before_change=fence) as client:
         try:
             if client.run_status(simulation_id).runner_status in {"running", "paused", "starting"}:
                 client.stop(simulation_id)

@@ -1,17 +1,19 @@
-"""Which local process executes which flow run, so recovery never gives a living run a twin.
+"""Which local process executes which flow run: a same-host shortcut for recovery.
 
-Each flow process writes `<data_dir>/executors/<flow_run_id>.json` with its pid and the kernel's
-start time of that pid (a reused pid has another start time). The serving process consults it
-at start-up before resubmitting runs left RUNNING by a dead runner.
+Each flow process writes `<data_dir>/executors/<flow_run_id>.json` with its pid, the kernel's
+start time of that pid (a reused pid has another start time) and its host (`host_id`). A
+worker may declare a run dead at once only from a record of its own host whose process is
+gone; any other run is judged by its lease (autopilot/worker/judge.py), never by a record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from uuid import UUID
+
+from autopilot.settings import get_settings
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -34,26 +36,34 @@ def register_executor(data_dir: Path, flow_run_id: UUID | str, pid: int | None =
     pid = pid or os.getpid()
     path = _record_path(data_dir, flow_run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"pid": pid, "start_ticks": _start_ticks(pid), "host": socket.gethostname()}
+    record = {"pid": pid, "start_ticks": _start_ticks(pid), "host": get_settings().host_id}
     tmp = path.with_suffix(f".{pid}.tmp")
     tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
 
 
-def has_executor_record(data_dir: Path, flow_run_id: UUID | str) -> bool:
-    """Whether a local process ever registered for the run."""
-    return _record_path(data_dir, flow_run_id).exists()
-
-
-def living_executor(data_dir: Path, flow_run_id: UUID | str) -> int | None:
-    """The pid of a still-living local process executing the run, if there is one."""
+def _read_record(data_dir: Path, flow_run_id: UUID | str) -> dict[str, object] | None:
     try:
         record = json.loads(_record_path(data_dir, flow_run_id).read_text())
     except (OSError, ValueError):
         return None
-    if record.get("host") != socket.gethostname():
+    return record if isinstance(record, dict) else None
+
+
+def died_here(data_dir: Path, flow_run_id: UUID | str) -> bool:
+    """Whether a process of this host executed the run and is gone (nothing else counts)."""
+    record = _read_record(data_dir, flow_run_id)
+    if record is None or record.get("host") != get_settings().host_id:
+        return False
+    return living_executor(data_dir, flow_run_id) is None
+
+
+def living_executor(data_dir: Path, flow_run_id: UUID | str) -> int | None:
+    """The pid of a still-living process of this host executing the run, if there is one."""
+    record = _read_record(data_dir, flow_run_id)
+    if record is None or record.get("host") != get_settings().host_id:
         return None
-    pid = int(record.get("pid", 0))
+    pid = int(str(record.get("pid", 0)))
     ticks = _start_ticks(pid) if pid > 0 else None
     if ticks is None or ticks != record.get("start_ticks"):
         return None

@@ -1,12 +1,13 @@
-"""Crash recovery for the serving process: restart dead runs on the same flow run id, capped.
+"""Crash recovery, from any host: restart dead runs on their own flow run id, once, capped.
 
 - A run whose process died while its runner lived is Crashed: restart it (hook or sweep).
-- At start-up, runs of the deployment left RUNNING/PENDING by a dead runner are marked Crashed
-  and restarted, unless a living local process still executes them.
-- While serving, a RUNNING run whose recorded local process is gone in two sweeps running
-  (a flow process that outlived its runner and died later: no runner watches it) is marked
-  Crashed and restarted.
+- A RUNNING/PENDING run is dead when its lease lapsed (autopilot/worker/judge.py, any host),
+  or, as a same-host shortcut, when a process of *this* host executed it and is gone (at
+  start-up at once; while serving, in two sweeps running). Another host's run is never
+  declared dead from this host's records.
 - A run a worker shutdown cancelled (not a stop: autopilot/worker/shutdown.py) is resumed.
+- Every takeover and every restart first claims the run's current state (`claim`): of several
+  hosts noticing one death together, exactly one acts.
 - Each Crashed state in a run's history counts as one death; past `max_restarts` the run is
   set Failed with the reason, so a run that crashes its process every time does not loop.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -27,11 +29,13 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.states import Crashed, Failed, Scheduled
 
+from autopilot.names import TAKEOVER_PREFIX, takeover_variable_name
 from autopilot.settings import get_settings
-from autopilot.worker.executors import has_executor_record, living_executor
+from autopilot.worker.executors import died_here
 from autopilot.worker.shutdown import is_worker_shutdown
 
 logger = logging.getLogger(__name__)
@@ -49,15 +53,53 @@ def restart_delay(recent_crashes: int) -> float:
     return 0.0 if recent_crashes <= 1 else float(min(2 ** (recent_crashes - 1), 60))
 
 
+async def claim(client: PrefectClient, state_id: UUID) -> bool:
+    """Claim the right to act on a run in the state `state_id`; True for exactly one caller,
+    on any host (variable names are unique: the second create is refused)."""
+    try:
+        await client.create_variable(
+            VariableCreate(
+                name=takeover_variable_name(state_id),
+                value=get_settings().host_id,
+                tags=[TAKEOVER_PREFIX.rstrip("-")],
+            )
+        )
+    except ObjectAlreadyExists:
+        return False
+    return True
+
+
+async def take_over(client: PrefectClient, run: FlowRun, reason: str, max_restarts: int) -> bool:
+    """Mark a run judged dead Crashed and restart it, unless it moved on since it was judged
+    (its state is no longer the one seen) or another host claimed it first."""
+    judged = run.state
+    if judged is None:
+        return False
+    current = await client.read_flow_run(run.id)
+    if current.state is None or current.state.id != judged.id:
+        return False
+    if not await claim(client, judged.id):
+        return False
+    await client.set_flow_run_state(run.id, Crashed(message=reason), force=True)
+    logger.warning("flow run %s: %s; taking it over", run.id, reason)
+    return await restart_or_give_up(client, run.id, max_restarts)
+
+
 async def restart_or_give_up(
     client: PrefectClient, flow_run_id: UUID, max_restarts: int, window: float | None = None
 ) -> bool:
-    """Reschedule a crashed run on its own id; True if restarted, False if it was given up.
+    """Reschedule a crashed run on its own id; True if restarted, False if it was given up
+    or is not this caller's to restart (not Crashed any more, or claimed by another).
 
     Only deaths within the last `window` seconds count against `max_restarts`: a run that
     dies again and again is given up, a 72-hour run that met three unrelated crashes is not.
     """
     window = get_settings().crash_window if window is None else window
+    run = await client.read_flow_run(flow_run_id)
+    if run.state is None or run.state.type != StateType.CRASHED:
+        return False
+    if not await claim(client, run.state.id):
+        return False
     now = datetime.now(UTC)
     history = await client.read_flow_run_states(flow_run_id)
     crashes = [
@@ -105,22 +147,25 @@ def _deployment_runs(
     }
 
 
+async def running_runs(client: PrefectClient, deployment_id: UUID) -> list[FlowRun]:
+    """The deployment's RUNNING and PENDING runs: those that should have a living process."""
+    return await client.read_flow_runs(
+        **_deployment_runs(deployment_id, [StateType.RUNNING, StateType.PENDING])  # type: ignore[arg-type]
+    )
+
+
 async def recover_orphans(
     client: PrefectClient, deployment_id: UUID, data_dir: Path, max_restarts: int
 ) -> list[UUID]:
-    """At start-up: restart runs whose runner died with them; leave living executors alone."""
+    """At start-up: restart the runs whose process, on this host, died with its runner.
+
+    Any other run, living or not, on this host or another, is left to the lease judge."""
     restarted: list[UUID] = []
-    runs = await client.read_flow_runs(
-        **_deployment_runs(deployment_id, [StateType.RUNNING, StateType.PENDING])  # type: ignore[arg-type]
-    )
-    for run in runs:
-        if (pid := living_executor(data_dir, run.id)) is not None:
-            logger.info("flow run %s is still executed by pid %s: left alone", run.id, pid)
+    for run in await running_runs(client, deployment_id):
+        if not died_here(data_dir, run.id):
             continue
-        await client.set_flow_run_state(
-            run.id, Crashed(message="its process died with the serving process"), force=True
-        )
-        if await restart_or_give_up(client, run.id, max_restarts):
+        reason = "its process died with the serving process"
+        if await take_over(client, run, reason, max_restarts):
             restarted.append(run.id)
     restarted.extend(await restart_crashed(client, deployment_id, max_restarts, min_age=0.0))
     restarted.extend(await resume_shut_down(client, deployment_id, SHUTDOWN_LOOK_BACK))
@@ -167,30 +212,8 @@ async def restart_crashed(
     return restarted
 
 
-async def dead_running_runs(
-    client: PrefectClient, deployment_id: UUID, data_dir: Path
-) -> set[UUID]:
-    """RUNNING runs whose recorded local process is gone (e.g. an orphan that died later)."""
-    runs = await client.read_flow_runs(
-        **_deployment_runs(deployment_id, [StateType.RUNNING])  # type: ignore[arg-type]
-    )
-    return {
-        run.id
-        for run in runs
-        if has_executor_record(data_dir, run.id) and living_executor(data_dir, run.id) is None
-    }
-
-
-async def restart_dead(client: PrefectClient, run_ids: set[UUID], max_restarts: int) -> list[UUID]:
-    """Mark the given dead RUNNING runs Crashed and restart them (capped)."""
-    restarted = []
-    for run_id in run_ids:
-        run = await client.read_flow_run(run_id)
-        if run.state is None or run.state.type != StateType.RUNNING:
-            continue  # its runner noticed meanwhile
-        await client.set_flow_run_state(
-            run_id, Crashed(message="its process died after its runner"), force=True
-        )
-        if await restart_or_give_up(client, run_id, max_restarts):
-            restarted.append(run_id)
-    return restarted
+async def take_over_all(
+    client: PrefectClient, runs: list[FlowRun], reason: str, max_restarts: int
+) -> list[UUID]:
+    """`take_over` each of `runs`; the ids of those restarted."""
+    return [run.id for run in runs if await take_over(client, run, reason, max_restarts)]

@@ -1,0 +1,55 @@
+"""Liveness in Prefect: how a running attempt shows it is alive, and when it still owns its run.
+
+A running attempt writes a *lease mark* into a label of its own flow run (`names.LEASE_LABEL`)
+every `lease_renew_every` seconds. A label update rewrites one row in place: no event, no
+history, so a 72-hour run adds no storage for it (benchmarks/liveness_signal.py measures the
+candidates). Any worker on any host judges a run by watching its mark change
+(autopilot/worker/judge.py): it never compares its clock with the writer's.
+
+Ownership (fencing): an attempt's token is the run's `run_count` when it began. Taking a run
+over restarts it on its own id, and the restarted attempt entering Running counts it up; until
+then the run sits Crashed, Scheduled or Pending. A process that sees either has lost its run
+and must not touch the backend again (autopilot/run/lease.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect.client.schemas.objects import StateType
+
+# States the run can only be in while this attempt is not its executor: someone declared it
+# dead and restarted it (or is about to).
+TAKEN_STATES = frozenset({StateType.CRASHED, StateType.SCHEDULED, StateType.PENDING})
+_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class LeaseMark:
+    """What an attempt writes into its run's lease label: who it is, and a beat that moves."""
+
+    host: str
+    pid: int
+    run_count: int
+    beat: int
+
+    def render(self) -> str:
+        return _SEPARATOR.join((self.host, str(self.pid), str(self.run_count), str(self.beat)))
+
+    @classmethod
+    def parse(cls, text: object) -> LeaseMark | None:
+        """The mark a label holds, or None for no label or one we did not write."""
+        if not isinstance(text, str):
+            return None
+        parts = text.rsplit(_SEPARATOR, 3)
+        if len(parts) != 4 or not all(part.isdigit() for part in parts[1:]):
+            return None
+        return cls(parts[0], int(parts[1]), int(parts[2]), int(parts[3]))
+
+
+def still_owns(token: int, run_count: int, state_type: StateType | None) -> bool:
+    """Whether the attempt that began at `run_count == token` still executes the run.
+
+    A pause, a stop or the run's end keep it the owner until its process exits; a takeover
+    (Crashed → Scheduled → Pending → a new Running, which counts up) does not."""
+    return run_count == token and state_type not in TAKEN_STATES

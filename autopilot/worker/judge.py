@@ -1,0 +1,70 @@
+"""Tells dead runs from living ones, on any host, by watching their leases change.
+
+A run is dead when this judge, watching without interruption, has seen the same (state,
+lease mark) for a whole window: its process neither renewed the lease nor moved the run on.
+Only this process's own monotonic clock is read, so clocks of other hosts never matter, and
+whatever interrupts the watching (a failed Prefect read, this process stalled longer than a
+window) clears every observation: after a Prefect outage no run can renew, and none is
+judged until each has had a full window again.
+
+A run with no process by design (paused, awaiting a confirmation) is never in the input: only
+RUNNING and PENDING runs are judged. A PENDING run's process may still be starting (imports,
+a loaded host), so it gets `pending_factor` windows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from uuid import UUID
+
+# What the judge sees of one run: its state's id, whether it is PENDING, its lease label.
+Sighting = tuple[UUID | None, bool, str | None]
+
+
+@dataclass(frozen=True)
+class _Seen:
+    sighting: Sighting
+    since: float
+
+
+class LivenessJudge:
+    """Remembers, per run, since when it has looked the same."""
+
+    def __init__(
+        self,
+        window: float,
+        pending_factor: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.pending_factor = pending_factor
+        self._clock = clock
+        self._seen: dict[UUID, _Seen] = {}
+        self._last_look: float | None = None
+
+    def observe(self, runs: Mapping[UUID, Sighting]) -> set[UUID]:
+        """Record one look at every running run; returns those whose window has lapsed."""
+        now = self._clock()
+        if self._last_look is not None and now - self._last_look > self.window:
+            self._seen.clear()  # this process was not watching: it cannot vouch for the gap
+        self._last_look = now
+        seen: dict[UUID, _Seen] = {}
+        dead: set[UUID] = set()
+        for run_id, sighting in runs.items():
+            before = self._seen.get(run_id)
+            if before is None or before.sighting != sighting:
+                seen[run_id] = _Seen(sighting, now)
+                continue
+            seen[run_id] = before
+            pending = sighting[1]
+            if now - before.since >= self.window * (self.pending_factor if pending else 1.0):
+                dead.add(run_id)
+        self._seen = seen  # runs that stopped running are forgotten
+        return dead
+
+    def blind(self) -> None:
+        """A look failed: forget everything seen so far."""
+        self._seen.clear()
+        self._last_look = None

@@ -1,0 +1,181 @@
+"""Several "hosts" on one machine, sharing one Prefect server on a throwaway PostgreSQL cluster.
+
+A host is a worker (`python -m deployments.serve --name hosts`) with its own process tree
+(session), data dir and identity (`AUTOPILOT_HOST_ID`); every host shares the Prefect server,
+the simulator (the backend) and one result storage folder (standing for a shared mount).
+Killing a host is SIGKILL of every process of it, with no restart; stalling it is SIGSTOP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from autopilot.liveness import LeaseMark
+from autopilot.names import LEASE_LABEL
+from tests.helpers import wait_until
+from tests.prefect_stack import NamedWorker, deployment_ready, read_flow_run
+
+DEPLOYMENT_NAME = "hosts"
+DEPLOYMENT = f"auto-pilot/{DEPLOYMENT_NAME}"
+# Seconds, injected so a takeover takes seconds: the defaults (5 s renewals, a 20 s window,
+# 5 s sweeps) are for real hosts.
+TIMINGS = {"AUTOPILOT_LEASE_RENEW_EVERY": "1", "AUTOPILOT_LEASE_WINDOW": "6"}
+SWEEP_SECONDS = "1"
+
+
+def processes_of(host_id: str) -> list[int]:
+    """Every living process whose environment names `host_id` (the worker and its flows)."""
+    wanted = f"AUTOPILOT_HOST_ID={host_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (T: stopped), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def lease_of(flow_run_id: UUID) -> LeaseMark | None:
+    """The lease mark the run's executing process last wrote."""
+    return LeaseMark.parse(read_flow_run(flow_run_id).labels.get(LEASE_LABEL))
+
+
+@dataclass
+class Host:
+    """One host: a worker and the flow processes it starts."""
+
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    worker: NamedWorker = field(init=False)
+    _log_offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.worker = NamedWorker(DEPLOYMENT_NAME, self.env, self.log_path)
+        self.worker.extra_args += ["--sweep-seconds", SWEEP_SECONDS]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["AUTOPILOT_DATA_DIR"])
+
+    def start(self) -> Host:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.worker.start()
+        wait_until(
+            lambda: self.registered() and deployment_ready(DEPLOYMENT), timeout=90,
+            interval=0.3, message=f"host {self.name}'s worker",
+        )  # fmt: skip
+        return self
+
+    def registered(self) -> bool:
+        """Whether this start of the worker serves the deployment (its log says so)."""
+        if not self.log_path.exists():
+            return False
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return f"{self.name}: serving {DEPLOYMENT}".encode() in log.read()
+
+    def flow_processes(self) -> list[int]:
+        worker_pid = self.worker.proc.pid if self.worker.proc else None
+        return [pid for pid in processes_of(self.name) if pid != worker_pid]
+
+    def signal_all(self, sig: int) -> None:
+        """Send `sig` to every process of this host."""
+        if self.worker.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker.proc.pid, sig)
+        for pid in processes_of(self.name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def kill(self) -> None:
+        """The host dies: SIGKILL every process of it, no restart."""
+        self.signal_all(signal.SIGKILL)
+        if self.worker.proc is not None:
+            self.worker.proc.wait(timeout=10)
+        wait_until(lambda: not processes_of(self.name), timeout=10, message="host dead")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Cluster:
+    """The shared ground of the hosts: Prefect's URL, the simulator, the shared storage."""
+
+    prefect_api_url: str
+    simulator_url: str
+    root: Path
+    base_env: dict[str, str]
+    hosts: list[Host] = field(default_factory=list)
+
+    def host(self, name: str) -> Host:
+        data_dir = self.root / name
+        env = {
+            **self.base_env,
+            **TIMINGS,
+            "PREFECT_API_URL": self.prefect_api_url,
+            "AUTOPILOT_BACKEND_URL": self.simulator_url,
+            "AUTOPILOT_HOST_ID": name,
+            "AUTOPILOT_DATA_DIR": str(data_dir),
+            # Every host's checkpoints in one place, as a shared mount would be.
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.root / "shared-results"),
+        }
+        host = Host(name, env, self.root / f"{name}.log")
+        self.hosts.append(host)
+        return host
+
+    def create_simulation(self, rounds: int) -> str:
+        response = httpx.post(
+            f"{self.simulator_url}/api/simulation/create",
+            json={"agents": 20, "total_simulation_hours": rounds, "minutes_per_round": 60},
+        )
+        return str(response.json()["data"]["simulation_id"])
+
+    def ledger(self, simulation_id: str) -> dict[str, int]:
+        response = httpx.get(
+            f"{self.simulator_url}/api/sim/ledger", params={"simulation_id": simulation_id}
+        )
+        return dict(response.json()["data"]["counts"])
+
+    def stop_all(self) -> None:
+        for host in self.hosts:
+            host.signal_all(signal.SIGCONT)
+            host.signal_all(signal.SIGKILL)
+        self.hosts.clear()
+
+
+def state_history(flow_run_id: UUID) -> list[Any]:
+    """The run's states, oldest first."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    return sorted(states, key=lambda state: state.timestamp)
+
+
+@contextlib.contextmanager
+def hosts_of(cluster: Cluster) -> Iterator[Cluster]:
+    """The cluster for one test: every host it starts is gone afterwards."""
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
