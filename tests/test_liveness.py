@@ -6,11 +6,12 @@ from __future__ import annotations
 from uuid import UUID, uuid4
 
 import pytest
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 
-from autopilot.liveness import LeaseMark, still_owns
+from autopilot.liveness import LeaseMark, short_state, still_owns
+from autopilot.names import LEASE_LABEL
 from autopilot.run.lease import AttemptLease, RunView
-from autopilot.worker.judge import LivenessJudge
+from autopilot.worker.judge import LivenessJudge, died_here
 
 
 class FakeClock:
@@ -29,9 +30,9 @@ def running(mark: str | None) -> tuple[UUID | None, bool, str | None]:
 
 
 def test_a_lease_mark_reads_back_and_foreign_labels_are_ignored():
-    mark = LeaseMark("host-a|x", 4242, 3, 17)
+    mark = LeaseMark("host-a|x", 4242, 3, "0123456789ab", 17)
     assert LeaseMark.parse(mark.render()) == mark
-    for text in (None, 5, "", "a|b|c", "h|1|2|x", "h|1|2"):
+    for text in (None, 5, "", "a|b|c", "h|1|2|s|x", "h|1|2|s"):
         assert LeaseMark.parse(text) is None
 
 
@@ -135,7 +136,9 @@ class FakeRun:
         self.marks.append(mark)
 
     def lease(self) -> AttemptLease:
-        return AttemptLease(uuid4(), 1, "host-a", 5.0, self.read, self.write, self.lost.append)
+        return AttemptLease(
+            uuid4(), 1, "0123456789ab", "host-a", 5.0, self.read, self.write, self.lost.append
+        )
 
 
 def test_renewals_write_a_moving_beat_while_the_run_is_owned():
@@ -144,7 +147,7 @@ def test_renewals_write_a_moving_beat_while_the_run_is_owned():
     lease.renew()
     lease.renew()
     assert [mark.beat for mark in run.marks] == [1, 2]
-    assert {(mark.host, mark.run_count) for mark in run.marks} == {("host-a", 1)}
+    assert {(m.host, m.run_count, m.state) for m in run.marks} == {("host-a", 1, "0123456789ab")}
     assert run.lost == []
 
 
@@ -180,3 +183,30 @@ def test_a_prefect_outage_is_not_a_takeover():
     run.reads_fail = True
     lease.check("POST /api/report/generate")
     assert run.lost == []
+
+
+def flow_run(state_type: StateType, mark: LeaseMark | None) -> FlowRun:
+    labels = {LEASE_LABEL: mark.render()} if mark else {}
+    return FlowRun(flow_id=uuid4(), state=State(type=state_type, id=STATE), labels=labels)
+
+
+MINE = LeaseMark("host-a", 4242, 1, short_state(STATE), 9)
+
+
+@pytest.mark.parametrize(
+    ("run", "alive", "died"),
+    [
+        (flow_run(StateType.RUNNING, MINE), False, True),
+        (flow_run(StateType.RUNNING, MINE), True, False),  # still running here
+        (flow_run(StateType.RUNNING, None), False, False),  # no mark yet: the window decides
+        # another host's process: never judged from here
+        (flow_run(StateType.RUNNING, LeaseMark("host-b", 4242, 1, short_state(STATE), 9)), False,
+         False),
+        # a mark of an earlier stint (before a takeover or a pause): its process ended on purpose
+        (flow_run(StateType.RUNNING, LeaseMark("host-a", 4242, 1, "feedfeedfeed", 9)), False,
+         False),
+        (flow_run(StateType.PENDING, MINE), False, False),  # being started, maybe elsewhere
+    ],
+)  # fmt: skip
+def test_the_same_host_shortcut_only_judges_this_host_s_current_executor(run, alive, died):
+    assert died_here(run, "host-a", alive=lambda pid: alive) is died

@@ -6,6 +6,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
 from autopilot.errors import StepFailed
+from autopilot.liveness import short_state
 from autopilot.models import RunOptions, StepContext
 from autopilot.run.claim import claim, resolve_generation, tag_run
 from autopilot.run.lease import AttemptLease, hold
@@ -28,11 +29,14 @@ def begin_attempt(simulation_id: str, generation: int | None, options: RunOption
             current = client.read_flow_run(flow_run.id)
             if current.deployment_id is not None:
                 # Only deployment runs are judged by workers (and can be taken over).
-                hold(
-                    AttemptLease(
-                        flow_run.id, current.run_count, settings.host_id, settings.lease_renew_every
-                    )
+                lease = AttemptLease(
+                    flow_run.id,
+                    current.run_count,
+                    short_state(current.state_id),
+                    settings.host_id,
+                    settings.lease_renew_every,
                 )
+                hold(lease)
             tag_run(client, current, simulation_id, resolved.number)
             claim(client, flow_run.id, simulation_id, resolved.number)
     return StepContext(

@@ -60,6 +60,7 @@ class AttemptLease:
         self,
         flow_run_id: UUID,
         token: int,
+        state: str,
         host: str,
         renew_every: float,
         read_run: Callable[[UUID], RunView] = read_run_view,
@@ -68,6 +69,7 @@ class AttemptLease:
     ) -> None:
         self.flow_run_id = flow_run_id
         self.token = token
+        self.state = state
         self.host = host
         self.renew_every = renew_every
         self._read_run = read_run
@@ -99,7 +101,8 @@ class AttemptLease:
         """One renewal: the ownership check, then the next beat into the run's label."""
         self.check("renewing its lease")
         self._beat += 1
-        self._write(self.flow_run_id, LeaseMark(self.host, os.getpid(), self.token, self._beat))
+        mark = LeaseMark(self.host, os.getpid(), self.token, self.state, self._beat)
+        self._write(self.flow_run_id, mark)
 
     def start(self) -> None:
         """Write the first mark now, then renew in a daemon thread until `stop`."""

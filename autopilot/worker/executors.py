@@ -1,9 +1,9 @@
-"""Which local process executes which flow run: a same-host shortcut for recovery.
+"""Which local process executes which flow run, for the tools that must find it (the chaos
+harness, the benchmarks, the tests kill or watch it).
 
 Each flow process writes `<data_dir>/executors/<flow_run_id>.json` with its pid, the kernel's
-start time of that pid (a reused pid has another start time) and its host (`host_id`). A
-worker may declare a run dead at once only from a record of its own host whose process is
-gone; any other run is judged by its lease (autopilot/worker/judge.py), never by a record.
+start time of that pid (a reused pid has another start time) and its host (`host_id`).
+Recovery does not read it: liveness is the run's lease (autopilot/worker/judge.py).
 """
 
 from __future__ import annotations
@@ -48,14 +48,6 @@ def _read_record(data_dir: Path, flow_run_id: UUID | str) -> dict[str, object] |
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
-
-
-def died_here(data_dir: Path, flow_run_id: UUID | str) -> bool:
-    """Whether a process of this host executed the run and is gone (nothing else counts)."""
-    record = _read_record(data_dir, flow_run_id)
-    if record is None or record.get("host") != get_settings().host_id:
-        return False
-    return living_executor(data_dir, flow_run_id) is None
 
 
 def living_executor(data_dir: Path, flow_run_id: UUID | str) -> int | None:

@@ -10,6 +10,10 @@ judged until each has had a full window again.
 A run with no process by design (paused, awaiting a confirmation) is never in the input: only
 RUNNING and PENDING runs are judged. A PENDING run's process may still be starting (imports,
 a loaded host), so it gets `pending_factor` windows.
+
+The same-host shortcut (`died_here`): a RUNNING run whose current mark names this host and a
+process that is gone died, no window needed. Only the mark of the run's current Running stint
+counts: an older one (before a takeover or a pause) names a process that ended on purpose.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
+
+from prefect.client.schemas.objects import FlowRun, StateType
+
+from autopilot.liveness import LeaseMark
+from autopilot.names import LEASE_LABEL
 
 # What the judge sees of one run: its state's id, whether it is PENDING, its lease label.
 Sighting = tuple[UUID | None, bool, str | None]
@@ -68,3 +78,26 @@ class LivenessJudge:
         """A look failed: forget everything seen so far."""
         self._seen.clear()
         self._last_look = None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a living (not zombie) process on this machine."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def died_here(run: FlowRun, host_id: str, alive: Callable[[int], bool] = process_alive) -> bool:
+    """Whether the run's current executor is a process of this host that is gone. A reused
+    pid looks alive: the run then waits for its window, never the other way round."""
+    if run.state is None or run.state.type != StateType.RUNNING:
+        return False
+    mark = LeaseMark.parse(run.labels.get(LEASE_LABEL))
+    return (
+        mark is not None
+        and mark.host == host_id
+        and mark.is_of(run.state.id)
+        and not alive(mark.pid)
+    )

@@ -2,9 +2,9 @@
 
 - A run whose process died while its runner lived is Crashed: restart it (hook or sweep).
 - A RUNNING/PENDING run is dead when its lease lapsed (autopilot/worker/judge.py, any host),
-  or, as a same-host shortcut, when a process of *this* host executed it and is gone (at
-  start-up at once; while serving, in two sweeps running). Another host's run is never
-  declared dead from this host's records.
+  or, as a same-host shortcut, when its current lease names a process of *this* host that is
+  gone (at start-up at once; while serving, in two sweeps running). Another host's run is
+  never declared dead from this host.
 - A run a worker shutdown cancelled (not a stop: autopilot/worker/shutdown.py) is resumed.
 - Every takeover and every restart first claims the run's current state (`claim`): of several
   hosts noticing one death together, exactly one acts.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -35,7 +34,7 @@ from prefect.states import Crashed, Failed, Scheduled
 
 from autopilot.names import TAKEOVER_PREFIX, takeover_variable_name
 from autopilot.settings import get_settings
-from autopilot.worker.executors import died_here
+from autopilot.worker.judge import died_here
 from autopilot.worker.shutdown import is_worker_shutdown
 
 logger = logging.getLogger(__name__)
@@ -155,14 +154,14 @@ async def running_runs(client: PrefectClient, deployment_id: UUID) -> list[FlowR
 
 
 async def recover_orphans(
-    client: PrefectClient, deployment_id: UUID, data_dir: Path, max_restarts: int
+    client: PrefectClient, deployment_id: UUID, host_id: str, max_restarts: int
 ) -> list[UUID]:
     """At start-up: restart the runs whose process, on this host, died with its runner.
 
     Any other run, living or not, on this host or another, is left to the lease judge."""
     restarted: list[UUID] = []
     for run in await running_runs(client, deployment_id):
-        if not died_here(data_dir, run.id):
+        if not died_here(run, host_id):
             continue
         reason = "its process died with the serving process"
         if await take_over(client, run, reason, max_restarts):

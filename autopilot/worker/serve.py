@@ -62,7 +62,7 @@ async def serve(
     deployment_id = await runner.aadd_flow(auto_pilot, name=name)
     async with get_client() as client:
         restarted = await recover_orphans(
-            client, deployment_id, settings.data_dir.resolve(), settings.max_crash_restarts
+            client, deployment_id, settings.host_id, settings.max_crash_restarts
         )
     if restarted:
         logger.warning("restarted %d run(s) left by a dead runner", len(restarted))
@@ -71,7 +71,7 @@ async def serve(
         deployment_id,
         sweep_seconds,
         settings.max_crash_restarts,
-        settings.data_dir.resolve(),
+        settings.host_id,
         settings.lease_window,
     )
     async with anyio.create_task_group() as group:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from pathlib import Path
 from uuid import UUID
 
 import anyio
 from prefect.client.orchestration import PrefectClient, get_client
 
 from autopilot.names import LEASE_LABEL
-from autopilot.worker.executors import died_here
-from autopilot.worker.judge import LivenessJudge
+from autopilot.worker.judge import LivenessJudge, died_here
 from autopilot.worker.recovery import (
     restart_crashed,
     resume_shut_down,
@@ -31,13 +29,13 @@ class Sweep:
         deployment_id: UUID,
         every: float,
         max_restarts: int,
-        data_dir: Path,
+        host_id: str,
         lease_window: float,
     ) -> None:
         self.deployment_id = deployment_id
         self.every = every
         self.max_restarts = max_restarts
-        self.data_dir = data_dir
+        self.host_id = host_id
         self.judge = LivenessJudge(lease_window)
         self._suspects: set[UUID] = set()
 
@@ -60,7 +58,7 @@ class Sweep:
         )
         # Same host, process gone, in two sweeps running: its own runner would have noticed
         # in between had it been alive (an orphan that outlived its runner and died later).
-        gone = {run.id for run in runs if died_here(self.data_dir, run.id)}
+        gone = {run.id for run in runs if died_here(run, self.host_id)}
         here = [run for run in runs if run.id in gone & self._suspects]
         self._suspects = gone
         await take_over_all(client, here, "its process died after its runner", self.max_restarts)

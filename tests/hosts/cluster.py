@@ -123,6 +123,7 @@ class Cluster:
 
     prefect_api_url: str
     simulator_url: str
+    simulator_log: Path
     root: Path
     base_env: dict[str, str]
     hosts: list[Host] = field(default_factory=list)
@@ -155,6 +156,16 @@ class Cluster:
             f"{self.simulator_url}/api/sim/ledger", params={"simulation_id": simulation_id}
         )
         return dict(response.json()["data"]["counts"])
+
+    def backend_log_size(self) -> int:
+        return self.simulator_log.stat().st_size
+
+    def backend_calls(self, request: str, since: int) -> int:
+        """How often the simulator answered `request` ("POST /api/simulation/prepare")
+        after byte `since` of its access log."""
+        with self.simulator_log.open("rb") as log:
+            log.seek(since)
+            return log.read().count(f'"{request} HTTP'.encode())
 
     def stop_all(self) -> None:
         for host in self.hosts:
