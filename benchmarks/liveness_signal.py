@@ -89,6 +89,19 @@ def events_stored(client: object) -> int:
     return int(response.json().get("total", 0))
 
 
+def events_settled(client: object) -> int:
+    """The number of stored events once it stops growing: events reach the database through
+    the server's pipeline, seconds after they were sent."""
+    counts: list[int] = []
+
+    def landed() -> bool:
+        counts.append(events_stored(client))
+        return len(counts) > 3 and counts[-1] == counts[-4]
+
+    wait_until(landed, timeout=120, interval=1.0, message="events stored")
+    return counts[-1]
+
+
 def measure(args: argparse.Namespace, work: Path, pg: object) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
@@ -151,21 +164,14 @@ def measure(args: argparse.Namespace, work: Path, pg: object) -> None:
                 started = time.perf_counter()
                 renew(beat)
                 times.append(time.perf_counter() - started)
-            # Events reach the database through the server's pipeline: wait until they land.
-            settled: list[int] = []
-
-            def landed() -> bool:
-                settled.append(events_stored(client))
-                return len(settled) > 3 and settled[-1] == settled[-4]
-
-            wait_until(landed, timeout=120, interval=1.0, message="events stored")
+            stored = events_settled(client)
             if pg is not None:
                 psql(pg, "CHECKPOINT")
             grown = bytes_in_use(work, pg) - before
             per = grown / args.renewals
             print(
                 f"{name:<10} {per:>14.1f} {per * RENEWALS_72H / 1e6:>10.2f} "
-                f"{statistics.median(times) * 1000:>8.2f} {settled[-1] - before_events:>7}"
+                f"{statistics.median(times) * 1000:>8.2f} {stored - before_events:>7}"
             )
 
 
