@@ -184,6 +184,23 @@ def worker_cmd(
     serve_main(["--name", name, "--poll-seconds", str(poll_seconds)])
 
 
+@app.command("recover")
+def recover_cmd(
+    deployment: list[str] = typer.Option(
+        ..., help="A deployment whose runs to recover, e.g. auto-pilot/process (repeatable)."
+    ),
+    sweep_seconds: float = typer.Option(5.0, help="How often to look at the runs."),
+) -> None:
+    """Restart crashed or dead runs of deployments served by others (a process work pool).
+
+    Example: autopilot recover --deployment auto-pilot/process
+    """
+    from autopilot.worker.watch import main as watch_main
+
+    args = [arg for name in deployment for arg in ("--deployment", name)]
+    watch_main([*args, "--sweep-seconds", str(sweep_seconds)])
+
+
 @sim_app.command("serve")
 def sim_serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),

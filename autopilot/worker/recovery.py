@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -28,7 +29,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.states import Crashed, Failed, Scheduled
 
@@ -84,6 +85,19 @@ async def take_over(client: PrefectClient, run: FlowRun, reason: str, max_restar
     return await restart_or_give_up(client, run.id, max_restarts)
 
 
+def deaths(history: list[State[Any]]) -> list[State[Any]]:
+    """The Crashed states that are deaths of a process: entered from a run that was running
+    (or starting). A Crashed right after a restart was scheduled is the same death reported
+    twice: Prefect's process worker reports a crash again after the crash hook restarted it."""
+    ordered = sorted(history, key=lambda state: state.timestamp or datetime.min.replace(tzinfo=UTC))
+    return [
+        state
+        for before, state in zip([None, *ordered], ordered, strict=False)
+        if state.type == StateType.CRASHED
+        and (before is None or before.type not in {StateType.SCHEDULED, StateType.CRASHED})
+    ]
+
+
 async def restart_or_give_up(
     client: PrefectClient, flow_run_id: UUID, max_restarts: int, window: float | None = None
 ) -> bool:
@@ -103,9 +117,8 @@ async def restart_or_give_up(
     history = await client.read_flow_run_states(flow_run_id)
     crashes = [
         state
-        for state in history
-        if state.type == StateType.CRASHED
-        and (state.timestamp is None or (now - state.timestamp).total_seconds() <= window)
+        for state in deaths(history)
+        if state.timestamp is None or (now - state.timestamp).total_seconds() <= window
     ]
     if len(crashes) > max_restarts:
         await client.set_flow_run_state(
@@ -135,44 +148,44 @@ async def restart_or_give_up(
 
 
 def _deployment_runs(
-    deployment_id: UUID, states: list[StateType], ended_after: datetime | None = None
+    deployments: list[UUID], states: list[StateType], ended_after: datetime | None = None
 ) -> dict[str, object]:
     run_filter = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
     if ended_after is not None:
         run_filter.end_time = FlowRunFilterEndTime(after_=ended_after)  # type: ignore[arg-type]
     return {
-        "deployment_filter": DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        "deployment_filter": DeploymentFilter(id=DeploymentFilterId(any_=deployments)),
         "flow_run_filter": run_filter,
     }
 
 
-async def running_runs(client: PrefectClient, deployment_id: UUID) -> list[FlowRun]:
+async def running_runs(client: PrefectClient, deployments: list[UUID]) -> list[FlowRun]:
     """The deployment's RUNNING and PENDING runs: those that should have a living process."""
     return await client.read_flow_runs(
-        **_deployment_runs(deployment_id, [StateType.RUNNING, StateType.PENDING])  # type: ignore[arg-type]
+        **_deployment_runs(deployments, [StateType.RUNNING, StateType.PENDING])  # type: ignore[arg-type]
     )
 
 
 async def recover_orphans(
-    client: PrefectClient, deployment_id: UUID, host_id: str, max_restarts: int
+    client: PrefectClient, deployments: list[UUID], host_id: str, max_restarts: int
 ) -> list[UUID]:
     """At start-up: restart the runs whose process, on this host, died with its runner.
 
     Any other run, living or not, on this host or another, is left to the lease judge."""
     restarted: list[UUID] = []
-    for run in await running_runs(client, deployment_id):
+    for run in await running_runs(client, deployments):
         if not died_here(run, host_id):
             continue
         reason = "its process died with the serving process"
         if await take_over(client, run, reason, max_restarts):
             restarted.append(run.id)
-    restarted.extend(await restart_crashed(client, deployment_id, max_restarts, min_age=0.0))
-    restarted.extend(await resume_shut_down(client, deployment_id, SHUTDOWN_LOOK_BACK))
+    restarted.extend(await restart_crashed(client, deployments, max_restarts, min_age=0.0))
+    restarted.extend(await resume_shut_down(client, deployments, SHUTDOWN_LOOK_BACK))
     return restarted
 
 
 async def resume_shut_down(
-    client: PrefectClient, deployment_id: UUID, look_back: timedelta
+    client: PrefectClient, deployments: list[UUID], look_back: timedelta
 ) -> list[UUID]:
     """Reschedule, on their own ids, the runs a worker shutdown cancelled within `look_back`.
 
@@ -181,7 +194,7 @@ async def resume_shut_down(
     """
     runs = await client.read_flow_runs(
         **_deployment_runs(  # type: ignore[arg-type]
-            deployment_id, [StateType.CANCELLED], ended_after=datetime.now(UTC) - look_back
+            deployments, [StateType.CANCELLED], ended_after=datetime.now(UTC) - look_back
         )
     )
     resumed = []
@@ -195,12 +208,12 @@ async def resume_shut_down(
 
 
 async def restart_crashed(
-    client: PrefectClient, deployment_id: UUID, max_restarts: int, min_age: float
+    client: PrefectClient, deployments: list[UUID], max_restarts: int, min_age: float
 ) -> list[UUID]:
     """Restart Crashed runs of the deployment (those the crash hook did not get to)."""
     restarted: list[UUID] = []
     runs = await client.read_flow_runs(
-        **_deployment_runs(deployment_id, [StateType.CRASHED])  # type: ignore[arg-type]
+        **_deployment_runs(deployments, [StateType.CRASHED])  # type: ignore[arg-type]
     )
     cutoff = datetime.now(UTC) - timedelta(seconds=min_age)
     for run in runs:

@@ -40,8 +40,10 @@ async def serve(
     poll_seconds: float = 1.0,
     heartbeat_seconds: int = 0,
     sweep_seconds: float = 5.0,
+    recover: tuple[str, ...] = (),
 ) -> None:
-    """Register the deployment, recover orphans, then run the runner and the sweep."""
+    """Register the deployment, recover orphans, then run the runner and the sweep (over
+    this deployment and those named in `recover`)."""
     prepare_environment()
     from prefect.client.orchestration import get_client
     from prefect.runner import Runner
@@ -62,13 +64,13 @@ async def serve(
     deployment_id = await runner.aadd_flow(auto_pilot, name=name)
     async with get_client() as client:
         restarted = await recover_orphans(
-            client, deployment_id, settings.host_id, settings.max_crash_restarts
+            client, [deployment_id], settings.host_id, settings.max_crash_restarts
         )
     if restarted:
         logger.warning("restarted %d run(s) left by a dead runner", len(restarted))
     logger.info("%s: serving auto-pilot/%s", settings.host_id, name)
     sweep = Sweep(
-        deployment_id,
+        [f"{auto_pilot.name}/{name}", *recover],
         sweep_seconds,
         settings.max_crash_restarts,
         settings.host_id,
@@ -93,11 +95,25 @@ def main(argv: list[str] | None = None) -> None:
         "pools; 0 = off",
     )
     parser.add_argument("--sweep-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--recover",
+        action="append",
+        default=[],
+        metavar="FLOW/DEPLOYMENT",
+        help="also recover the runs of this deployment (e.g. auto-pilot/process); repeatable",
+    )
     args = parser.parse_args(argv)
     ensure_prefect_api_url()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    anyio.run(serve, args.name, args.poll_seconds, args.heartbeat_seconds, args.sweep_seconds)
+    anyio.run(
+        serve,
+        args.name,
+        args.poll_seconds,
+        args.heartbeat_seconds,
+        args.sweep_seconds,
+        tuple(args.recover),
+    )
 
 
 if __name__ == "__main__":

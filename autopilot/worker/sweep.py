@@ -1,4 +1,8 @@
-"""The worker's periodic look at its deployment's runs: restart what died, on any host."""
+"""The periodic look at the runs of some deployments: restart what died, on any host.
+
+`autopilot worker` sweeps the deployment it serves (and any named with `--recover`);
+`autopilot recover` only sweeps, for deployments served by others (a process work pool's
+`prefect worker start` runs no code of ours between flow runs)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from uuid import UUID
 
 import anyio
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.exceptions import ObjectNotFound
 
 from autopilot.names import LEASE_LABEL
 from autopilot.worker.judge import LivenessJudge, died_here
@@ -26,26 +31,40 @@ class Sweep:
 
     def __init__(
         self,
-        deployment_id: UUID,
+        deployments: list[str],
         every: float,
         max_restarts: int,
         host_id: str,
         lease_window: float,
     ) -> None:
-        self.deployment_id = deployment_id
+        self.deployment_names = deployments
+        self._ids: dict[str, UUID] = {}
         self.every = every
         self.max_restarts = max_restarts
         self.host_id = host_id
         self.judge = LivenessJudge(lease_window)
         self._suspects: set[UUID] = set()
 
+    async def deployment_ids(self, client: PrefectClient) -> list[UUID]:
+        """The ids of the watched deployments that exist (one may be registered later)."""
+        for name in self.deployment_names:
+            if name not in self._ids:
+                try:
+                    self._ids[name] = (await client.read_deployment_by_name(name)).id
+                except ObjectNotFound:
+                    continue
+        return list(self._ids.values())
+
     async def once(self, client: PrefectClient) -> None:
         """One look: crashed runs, shut-down runs, then the running ones' liveness."""
-        await restart_crashed(client, self.deployment_id, self.max_restarts, min_age=self.every)
+        deployments = await self.deployment_ids(client)
+        if not deployments:
+            return
+        await restart_crashed(client, deployments, self.max_restarts, min_age=self.every)
         # Another worker's shutdown: this one carries its runs on. Only the last few sweeps'
         # worth of cancellations: older ones were seen by an earlier sweep.
-        await resume_shut_down(client, self.deployment_id, timedelta(seconds=4 * self.every))
-        runs = await running_runs(client, self.deployment_id)
+        await resume_shut_down(client, deployments, timedelta(seconds=4 * self.every))
+        runs = await running_runs(client, deployments)
         lapsed = self.judge.observe(
             {
                 run.id: (

@@ -1,0 +1,55 @@
+"""Recover the runs of deployments served by others (`autopilot recover`).
+
+    python -m autopilot.worker.watch --deployment auto-pilot/process
+
+A process work pool's `prefect worker start` runs no code of ours between flow runs, and
+Prefect's process worker reports a killed run Crashed a second time after the flow's crash
+hook restarted it, which leaves it Crashed. One of these (or an `autopilot worker --recover
+auto-pilot/process`) anywhere restarts such runs and judges the pool's runs by their lease,
+as a worker does for its own deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import anyio
+
+from autopilot.prefect_env import ensure_prefect_api_url
+from autopilot.settings import get_settings
+from autopilot.worker.sweep import Sweep
+
+logger = logging.getLogger("autopilot.worker")
+
+
+async def watch(deployments: list[str], sweep_seconds: float) -> None:
+    settings = get_settings()
+    sweep = Sweep(
+        deployments,
+        sweep_seconds,
+        settings.max_crash_restarts,
+        settings.host_id,
+        settings.lease_window,
+    )
+    logger.info("%s: recovering the runs of %s", settings.host_id, ", ".join(deployments))
+    await sweep.forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: sweep until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--deployment", action="append", required=True, metavar="FLOW/DEPLOYMENT",
+        help="a deployment whose runs to recover (e.g. auto-pilot/process); repeatable",
+    )  # fmt: skip
+    parser.add_argument("--sweep-seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    ensure_prefect_api_url()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    anyio.run(watch, args.deployment, args.sweep_seconds)
+
+
+if __name__ == "__main__":
+    main()
