@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,9 @@ class Host:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def failed_sweeps(self) -> int:
+        return self.log().count("recovery sweep failed")
+
 
 @dataclass
 class Cluster:
@@ -126,6 +129,9 @@ class Cluster:
     simulator_log: Path
     root: Path
     base_env: dict[str, str]
+    # Kills the Prefect server and returns a function that starts it again (same port, same
+    # database).
+    stop_prefect: Callable[[], Callable[[], None]]
     hosts: list[Host] = field(default_factory=list)
 
     def host(self, name: str) -> Host:

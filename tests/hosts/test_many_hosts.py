@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -39,9 +40,19 @@ def shared() -> Iterator[Cluster]:
     root = SESSION_DIR / "hosts"
     pg = start_postgres(free_port())
     server_port = free_port()
-    server = start_prefect_server(
-        root / "prefect", server_port, root / "prefect.log", database_url=pg.url, timeout=300
-    )
+
+    def start_server() -> subprocess.Popen[bytes]:
+        return start_prefect_server(
+            root / "prefect", server_port, root / "prefect.log", database_url=pg.url, timeout=300
+        )
+
+    servers = [start_server()]
+
+    def stop_prefect() -> Callable[[], None]:
+        servers[-1].kill()
+        servers[-1].wait()
+        return lambda: servers.append(start_server())
+
     sim_port = free_port()
     # Long enough preparations and reports that a host can be killed in the middle of one.
     simulator = start_simulator(
@@ -49,7 +60,9 @@ def shared() -> Iterator[Cluster]:
     )
     api_url = f"http://127.0.0.1:{server_port}/api"
     sim_log = root / "simulator" / f"server-{sim_port}.log"
-    cluster = Cluster(api_url, f"http://127.0.0.1:{sim_port}", sim_log, root, dict(os.environ))
+    cluster = Cluster(
+        api_url, f"http://127.0.0.1:{sim_port}", sim_log, root, dict(os.environ), stop_prefect
+    )
     try:
         with temporary_settings({PREFECT_API_URL: api_url}):
             yield cluster
@@ -57,7 +70,7 @@ def shared() -> Iterator[Cluster]:
         cluster.stop_all()
         stop_process(simulator)
         kill_leftover_runs(root / "simulator")
-        stop_process(server)
+        stop_process(servers[-1])
         pg.stop()
 
 
@@ -141,3 +154,26 @@ def test_a_stalled_process_that_lost_its_run_does_not_act_when_it_wakes(cluster)
     assert cluster.ledger(sim) == ONE_OF_EACH
     assert cluster.backend_calls("POST /api/simulation/prepare", since) == 1  # B's alone
     assert "was taken over before POST /api/simulation/prepare" in a.log()
+
+
+def test_a_prefect_outage_longer_than_the_lease_window_is_no_death(cluster):
+    a = cluster.host("a-outage").start()
+    sim, run_id = started_on(a, cluster, rounds=150)
+    b = cluster.host("b-outage").start()
+    executor = lease_of(run_id)
+    failed = {host.name: host.failed_sweeps() for host in (a, b)}
+
+    start_again = cluster.stop_prefect()
+    # Down until each host's sweep has failed for longer than a lease window (1 s sweeps).
+    wait_until(
+        lambda: all(h.failed_sweeps() >= failed[h.name] + 8 for h in (a, b)), timeout=60,
+        interval=0.5, message="8 failed sweeps on each host",
+    )  # fmt: skip
+    start_again()
+
+    run = wait_for_state(run_id, {"COMPLETED"}, timeout=180)
+    assert [s.type.value for s in state_history(run.id) if s.type.value == "CRASHED"] == []
+    final = lease_of(run.id)
+    assert final is not None and executor is not None
+    assert (final.host, final.pid) == (a.name, executor.pid)
+    assert cluster.ledger(sim) == ONE_OF_EACH
