@@ -141,11 +141,18 @@ def chaos_cmd(
     seed: int = typer.Option(1, help="Seed of the random targets and moments."),
     targets: str = typer.Option(
         "flow,worker,shim,simulator,prefect",
-        help="Comma-separated: flow, worker, shim, simulator, prefect, and the injection "
-        "points flow@start-accepted, flow@report-done, flow@pause-window.",
+        help="Comma-separated: flow, worker, shim, simulator, prefect, host (with --hosts 2+), "
+        "and the injection points flow@start-accepted, flow@report-done, flow@pause-window.",
     ),
     rounds: int = typer.Option(12, min=1, help="Rounds per auto-pilot."),
     parallel: int = typer.Option(1, min=1, help="Trials running at the same time."),
+    hosts: int = typer.Option(
+        1,
+        min=1,
+        help="Workers standing for hosts (own identity and data dir); 2+ allows "
+        "the target `host` (kill the host running the auto-pilot, worker and flows).",
+    ),
+    host_down: float = typer.Option(30.0, min=0, help="Seconds a killed host stays down."),
 ) -> None:
     """Kill processes at random moments; exit 1 on any violated invariant."""
     import signal
@@ -156,7 +163,7 @@ def chaos_cmd(
     # SIGTERM as Ctrl-C: the harness's stack is stopped on the way out either way.
     signal.signal(signal.SIGTERM, raise_interrupt)
     chosen = [t.strip() for t in targets.split(",") if t.strip()]
-    chaos = Chaos(trials, seed, chosen, rounds, parallel=parallel)
+    chaos = Chaos(trials, seed, chosen, rounds, parallel=parallel, hosts=hosts, host_down=host_down)
     results = chaos.run()
     console.print(chaos.summary(results))
     violations = sum(len(t.violations) for t in results)

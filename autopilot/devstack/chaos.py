@@ -4,11 +4,14 @@ Each trial runs one auto-pilot end to end against the bundled simulator (driven 
 REST shim, as the frontend does) and SIGKILLs one target at a uniformly random moment of its
 lifecycle: `flow` (the flow process), `worker` (the serving process, alone or with its flow
 processes), `shim`, `simulator` (the simulator server) or `prefect` (the Prefect server). The
-supervisor restarts what it supervises, as in `autopilot up`. Deterministic injection trials
-add: a crash after the simulation accepted the start but before the step's result is persisted
-(`flow@start-accepted`), after the report is done but before completion is recorded
-(`flow@report-done`), and between the pause request and the run's suspension
-(`flow@pause-window`, then resume).
+supervisor restarts what it supervises, as in `autopilot up`. With `hosts` > 1 every host is a
+worker of its own (identity, data dir, process group) serving the one deployment, and `host`
+kills the host executing the run, worker and flow processes, and brings it back only after
+`host_down` seconds: another host must notice through the run's lease and take it over.
+Deterministic injection trials add: a crash after the simulation accepted the start but
+before the step's result is persisted (`flow@start-accepted`), after the report is done but
+before completion is recorded (`flow@report-done`), and between the pause request and the
+run's suspension (`flow@pause-window`, then resume).
 
 Invariants checked per trial from the simulator's ledger and the status history: exactly one
 simulation start, one report and one preparation; the auto-pilot ends `completed`; the round
@@ -18,6 +21,7 @@ auto-pilot's own progress (step, step progress or round as Prefect records it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -39,10 +43,13 @@ from autopilot.errors import InvalidInput
 from autopilot.settings import Settings
 
 TARGETS = ("flow", "worker", "shim", "simulator", "prefect")
+HOST_TARGET = "host"
 INJECTIONS = ("flow@start-accepted", "flow@report-done", "flow@pause-window")
 FAST_WORKER = {"AUTOPILOT_POLL_INTERVAL": "0.25", "AUTOPILOT_CONTROL_CHECK_INTERVAL": "0.25"}
 FAST_SIMULATOR = {"round_seconds": 0.1, "prepare_seconds": 0.5, "report_seconds": 0.5}
 FINAL = {"completed", "failed"}
+# Many hosts: leases at test speed (a takeover within ~10 s) and 1 s sweeps.
+FAST_LEASES = {"AUTOPILOT_LEASE_RENEW_EVERY": "1", "AUTOPILOT_LEASE_WINDOW": "8"}
 
 
 def free_port() -> int:
@@ -101,12 +108,18 @@ class Chaos:
         console: Console | None = None,
         timeout: float = 240.0,
         parallel: int = 1,
+        hosts: int = 1,
+        host_down: float = 30.0,
     ) -> None:
-        unknown = set(targets) - set(TARGETS) - set(INJECTIONS)
+        known = TARGETS + INJECTIONS + ((HOST_TARGET,) if hosts > 1 else ())
+        unknown = set(targets) - set(known)
         if unknown:
+            hint = " (`host` needs --hosts 2 or more)" if HOST_TARGET in unknown else ""
             raise InvalidInput(
-                f"unknown targets {sorted(unknown)}; known: {', '.join(TARGETS + INJECTIONS)}"
+                f"unknown targets {sorted(unknown)}; known: {', '.join(known)}{hint}"
             )
+        self.hosts = hosts
+        self.host_down = host_down
         self.trials = trials
         self.rng = random.Random(seed)
         self.targets = targets
@@ -125,8 +138,10 @@ class Chaos:
             prefect_port=free_port(),
             own_simulator=True,
             simulator_options=FAST_SIMULATOR,
-            worker_env=FAST_WORKER,
+            worker_env={**FAST_WORKER, **(FAST_LEASES if hosts > 1 else {})},
             stable_after=3.0,
+            hosts=hosts,
+            worker_args=("--sweep-seconds", "1") if hosts > 1 else (),
         )
         self.shim = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.api_port}", timeout=30)
         self.backend = httpx.Client(base_url=self.settings.backend_url, timeout=10)
@@ -184,28 +199,63 @@ class Chaos:
     def _child(self, name: str) -> Any:
         return next(c for c in self.supervisor.children if c.name == name)
 
-    def _kill(self, target: str, flow_run_id: str | None, worker_alone: bool = False) -> str:
+    def _data_dirs(self) -> list[tuple[Path, str | None]]:
+        """Each host's data dir and identity (one host: the harness's own, this host)."""
+        if self.hosts <= 1:
+            return [(self.workdir, None)]
+        return [(self.supervisor.host_data_dir(i), f"host{i}") for i in range(1, self.hosts + 1)]
+
+    def _executor(self, flow_run_id: str | None) -> tuple[int, str | None] | None:
+        """The living flow process of the run and its host, on whichever host it runs."""
         from autopilot.worker.executors import living_executor
 
-        if target.startswith("flow"):
+        for data_dir, host in self._data_dirs():
+            pid = living_executor(data_dir, flow_run_id, host) if flow_run_id else None
+            if pid is not None:
+                return pid, host
+        return None
+
+    def _kill(self, target: str, flow_run_id: str | None, worker_alone: bool = False) -> str:
+        if target.startswith("flow") or target == HOST_TARGET:
             # The moment may fall before the run's process exists: kill it as soon as it does.
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                pid = living_executor(self.workdir, flow_run_id) if flow_run_id else None
-                if pid is not None:
+                executor = self._executor(flow_run_id)
+                if executor is not None:
+                    pid, host = executor
+                    if target == HOST_TARGET:
+                        return self._kill_host(host)
                     os.kill(pid, signal.SIGKILL)
                     return f"flow pid {pid}"
                 time.sleep(0.05)
             return "no flow process alive"
+        if target == "worker" and self.hosts > 1:
+            executor = self._executor(flow_run_id)
+            target = f"worker-{executor[1]}" if executor else "worker-host1"
         name = {"worker": "worker", "shim": "api", "simulator": "simulator"}.get(target, target)
         proc = self._child(name).proc
         if proc is None or proc.poll() is not None:
             return f"{name} already down"
-        if target == "worker" and worker_alone:
+        if target.startswith("worker") and worker_alone:
             os.kill(proc.pid, signal.SIGKILL)  # its flow processes outlive it
             return "worker alone"
         os.killpg(proc.pid, signal.SIGKILL)
         return f"{name} process group"
+
+    def _kill_host(self, host: str | None) -> str:
+        """SIGKILL every process of the host (its worker's group and its flow processes,
+        which may have outlived an earlier worker), and keep it down for `host_down` s."""
+        child = self._child(f"worker-{host}")
+        child.down_until = time.monotonic() + self.host_down
+        if child.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+        wanted = f"AUTOPILOT_HOST_ID={host}".encode()
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                if entry.name.isdigit() and wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        return f"{host} (down {self.host_down:.0f}s)"
 
     # -- one trial -----------------------------------------------------------------
 
@@ -219,7 +269,8 @@ class Chaos:
         started = time.monotonic()
         deadline = started + self.timeout
         if target in ("flow@start-accepted", "flow@report-done"):
-            crashpoints.arm(self.workdir, sim, target.split("@")[1])
+            for data_dir, _ in self._data_dirs():
+                crashpoints.arm(data_dir, sim, target.split("@")[1])
             trial.killed = "crash point"
         else:
             trial.kill_at = kill_at

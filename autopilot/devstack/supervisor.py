@@ -4,7 +4,9 @@ Children, in start order (each waits for the previous one's health):
     prefect    `prefect server start` on a project-local SQLite database (skipped when
                PREFECT_API_URL already answers)
     simulator  the bundled multimo simulator (skipped when a backend URL is configured)
-    worker     `deployments.serve`: serves auto-pilot/local, recovers crashed runs
+    worker     `deployments.serve`: serves auto-pilot/local, recovers crashed runs (with
+               `hosts` > 1, one worker per "host", each with its own identity and data dir,
+               all serving the same deployment; the chaos harness kills whole hosts)
     api        the REST shim
 A child that dies is restarted (with back-off); Ctrl-C or SIGTERM stops every child's process
 group. Logs go to `<data_dir>/logs/<child>.log`.
@@ -63,6 +65,8 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
+    # A child that was killed on purpose (a dead host) stays down until then (monotonic).
+    down_until: float = 0.0
 
     @property
     def name(self) -> str:
@@ -82,6 +86,8 @@ class Supervisor:
         worker_env: dict[str, str] | None = None,
         with_api: bool = True,
         stable_after: float = 60.0,
+        hosts: int = 1,
+        worker_args: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
@@ -90,6 +96,8 @@ class Supervisor:
         self.own_simulator = own_simulator
         self.simulator_options = simulator_options or {}
         self.with_api = with_api
+        self.hosts = hosts
+        self.worker_args = worker_args
         # A child that ran this long before dying restarts without back-off.
         self.stable_after = stable_after
         self.env = self._child_env(worker_env or {})
@@ -146,12 +154,33 @@ class Supervisor:
             port = urlparse(backend).port or 5001
             sim = pieces.simulator(port, self.data_dir / "simulator", self.simulator_options)
             children.append(Child(sim, sim.healthy, port=port))
-        children.append(Child(pieces.worker(), self._deployment_registered))
+        children.extend(Child(worker, self._deployment_registered) for worker in self.workers())
         if self.with_api:
             host, port = self.settings.api_host, self.settings.api_port
             api = pieces.shim(port, host)
             children.append(Child(api, api.healthy, port=port))
         return children
+
+    def workers(self) -> list[Piece]:
+        """One worker, or one per host: `worker-host<i>` with its own identity and data dir
+        (the result storage stays shared, as a network mount would be)."""
+        worker = pieces.worker(*self.worker_args)
+        if self.hosts <= 1:
+            return [worker]
+        return [
+            Piece(
+                f"worker-host{i}",
+                worker.argv,
+                env={
+                    "AUTOPILOT_HOST_ID": f"host{i}",
+                    "AUTOPILOT_DATA_DIR": str(self.host_data_dir(i)),
+                },
+            )
+            for i in range(1, self.hosts + 1)
+        ]
+
+    def host_data_dir(self, host: int) -> Path:
+        return self.data_dir / "hosts" / f"host{host}"
 
     def _deployment_registered(self) -> bool:
         url = pieces.deployment_url(self.prefect_api_url, self.settings.deployment_name)
@@ -195,6 +224,8 @@ class Supervisor:
         while not self._stopping.wait(poll):
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is not None:
+                    if time.monotonic() < child.down_until:
+                        continue
                     if time.monotonic() - child.started_at >= self.stable_after:
                         child.restarts = 0
                     delay = RESTART_BACKOFF[min(child.restarts, len(RESTART_BACKOFF) - 1)]

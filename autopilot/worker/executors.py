@@ -50,10 +50,11 @@ def _read_record(data_dir: Path, flow_run_id: UUID | str) -> dict[str, object] |
     return record if isinstance(record, dict) else None
 
 
-def living_executor(data_dir: Path, flow_run_id: UUID | str) -> int | None:
-    """The pid of a still-living process of this host executing the run, if there is one."""
+def living_executor(data_dir: Path, flow_run_id: UUID | str, host: str | None = None) -> int | None:
+    """The pid of a still-living process of this host (or of `host`, another "host" on this
+    machine) executing the run, if there is one."""
     record = _read_record(data_dir, flow_run_id)
-    if record is None or record.get("host") != get_settings().host_id:
+    if record is None or record.get("host") != (host or get_settings().host_id):
         return None
     pid = int(str(record.get("pid", 0)))
     ticks = _start_ticks(pid) if pid > 0 else None

@@ -41,3 +41,21 @@ def test_a_short_chaos_run_across_every_target_has_no_violation(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "10 trials, 0 violations" in output
+
+
+def test_a_short_chaos_run_killing_whole_hosts_has_no_violation(tmp_path):
+    """Three hosts (workers with their own identity and data dir) on one Prefect server; each
+    trial kills the host running the auto-pilot (worker and flow processes, kept down for 20 s):
+    another host must take the run over through its lease, once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AUTOPILOT_"))}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    result = subprocess.run(
+        [sys.executable, "-c", "from autopilot.cli import main; main()", "chaos",
+         "--trials", "4", "--seed", "12", "--parallel", "2", "--rounds", "10",
+         "--hosts", "3", "--host-down", "20", "--targets", "host"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "4 trials, 0 violations" in output
+    assert output.count("(down 20s)") == 4  # every trial killed a whole host
