@@ -153,6 +153,11 @@ def chaos_cmd(
         "the target `host` (kill the host running the auto-pilot, worker and flows).",
     ),
     host_down: float = typer.Option(30.0, min=0, help="Seconds a killed host stays down."),
+    db: str = typer.Option(
+        "sqlite",
+        help="The Prefect server's database: sqlite, or postgres (a throwaway "
+        "PostgreSQL cluster, as for many hosts).",
+    ),
 ) -> None:
     """Kill processes at random moments; exit 1 on any violated invariant."""
     import signal

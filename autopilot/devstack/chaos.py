@@ -110,6 +110,7 @@ class Chaos:
         parallel: int = 1,
         hosts: int = 1,
         host_down: float = 30.0,
+        db: str = "sqlite",
     ) -> None:
         known = TARGETS + INJECTIONS + ((HOST_TARGET,) if hosts > 1 else ())
         unknown = set(targets) - set(known)
@@ -118,8 +119,11 @@ class Chaos:
             raise InvalidInput(
                 f"unknown targets {sorted(unknown)}; known: {', '.join(known)}{hint}"
             )
+        if db not in ("sqlite", "postgres"):
+            raise InvalidInput(f"unknown database {db!r}; known: sqlite, postgres")
         self.hosts = hosts
         self.host_down = host_down
+        self.db = db
         self.trials = trials
         self.rng = random.Random(seed)
         self.targets = targets
@@ -339,11 +343,18 @@ class Chaos:
         """Start the stack, calibrate one undisturbed run, then run the trials."""
         os.environ["PREFECT_API_URL"] = self.supervisor.prefect_api_url
         self.console.print(f"chaos: stack in {self.workdir}")
-        self.supervisor.start(on_ready=lambda name: self.console.print(f"  {name} ready"))
-        watcher = threading.Thread(target=self.supervisor.supervise, args=(0.2,), daemon=True)
-        watcher.start()
+        postgres = None
+        if self.db == "postgres":
+            from autopilot.devstack.postgres import start_postgres
+
+            postgres = start_postgres(free_port())
+            self.supervisor.env["PREFECT_API_DATABASE_CONNECTION_URL"] = postgres.url
+            self.console.print(f"  postgres ready (port {postgres.port})")
         results: list[Trial] = []
         try:
+            self.supervisor.start(on_ready=lambda name: self.console.print(f"  {name} ready"))
+            watcher = threading.Thread(target=self.supervisor.supervise, args=(0.2,), daemon=True)
+            watcher.start()
             calibration = self._trial(0, "none", kill_at=None)
             window = max(1.0, calibration.duration)
             self.console.print(
@@ -368,6 +379,8 @@ class Chaos:
                     self._report(trial)
         finally:
             self.supervisor.stop()
+            if postgres is not None:
+                postgres.stop()
             self.shim.close()
             self.backend.close()
         if any(trial.violations for trial in results):
