@@ -19,7 +19,6 @@ import argparse
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from uuid import uuid4
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from autopilot.devstack.postgres import Postgres  # noqa: E402
 from benchmarks.bench_support import code_version  # noqa: E402
 from tests.helpers import free_port, wait_until  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
             pg.stop()
 
 
-def bytes_in_use(work: Path, pg: object) -> int:
+def bytes_in_use(work: Path, pg: Postgres | None) -> int:
     if pg is None:
         with sqlite3.connect(work / "server" / "prefect.db") as db:
             pages = db.execute("PRAGMA page_count").fetchone()[0]
@@ -73,15 +73,7 @@ def bytes_in_use(work: Path, pg: object) -> int:
             size = db.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
     query = "SELECT sum(pg_total_relation_size(relid)) FROM pg_catalog.pg_statio_user_tables"
-    return int(psql(pg, query))
-
-
-def psql(pg: object, query: str) -> str:
-    cmd = ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", "prefect",  # type: ignore[attr-defined]
-           "-Atc", query]  # fmt: skip
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    return int(pg.query(query))
 
 
 def events_stored(client: object) -> int:
@@ -102,7 +94,7 @@ def events_settled(client: object) -> int:
     return counts[-1]
 
 
-def measure(args: argparse.Namespace, work: Path, pg: object) -> None:
+def measure(args: argparse.Namespace, work: Path, pg: Postgres | None) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import VariableCreate
@@ -166,7 +158,7 @@ def measure(args: argparse.Namespace, work: Path, pg: object) -> None:
                 times.append(time.perf_counter() - started)
             stored = events_settled(client)
             if pg is not None:
-                psql(pg, "CHECKPOINT")
+                pg.query("CHECKPOINT")
             grown = bytes_in_use(work, pg) - before
             per = grown / args.renewals
             print(

@@ -35,6 +35,13 @@ class Postgres:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
 
+    def query(self, sql: str) -> str:
+        """One SQL statement through `psql` on the `prefect` database; its unaligned output."""
+        return self._run(
+            str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            "-d", "prefect", "-Atc", sql,
+        ).stdout.strip()  # fmt: skip
+
     def stop(self) -> None:
         try:
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "stop", "-m", "fast")

@@ -65,12 +65,13 @@ class Host:
     name: str
     env: dict[str, str]
     log_path: Path
+    sweep_seconds: str = SWEEP_SECONDS
     worker: NamedWorker = field(init=False)
     _log_offset: int = 0
 
     def __post_init__(self) -> None:
         self.worker = NamedWorker(DEPLOYMENT_NAME, self.env, self.log_path)
-        self.worker.extra_args += ["--sweep-seconds", SWEEP_SECONDS]
+        self.worker.extra_args += ["--sweep-seconds", self.sweep_seconds]
 
     @property
     def data_dir(self) -> Path:
@@ -133,12 +134,15 @@ class Cluster:
     # database).
     stop_prefect: Callable[[], Callable[[], None]]
     hosts: list[Host] = field(default_factory=list)
+    # The hosts' lease timings and sweep interval (the benchmarks use the product defaults).
+    timings: dict[str, str] = field(default_factory=lambda: dict(TIMINGS))
+    sweep_seconds: str = SWEEP_SECONDS
 
     def host(self, name: str) -> Host:
         data_dir = self.root / name
         env = {
             **self.base_env,
-            **TIMINGS,
+            **self.timings,
             "PREFECT_API_URL": self.prefect_api_url,
             "AUTOPILOT_BACKEND_URL": self.simulator_url,
             "AUTOPILOT_HOST_ID": name,
@@ -146,7 +150,7 @@ class Cluster:
             # Every host's checkpoints in one place, as a shared mount would be.
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.root / "shared-results"),
         }
-        host = Host(name, env, self.root / f"{name}.log")
+        host = Host(name, env, self.root / f"{name}.log", self.sweep_seconds)
         self.hosts.append(host)
         return host
 
@@ -196,3 +200,66 @@ def hosts_of(cluster: Cluster) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop_all()
+
+
+@contextlib.contextmanager
+def cluster_on_postgres(
+    root: Path,
+    base_env: dict[str, str],
+    simulator_options: dict[str, float],
+    timings: dict[str, str] | None = None,
+    sweep_seconds: str = SWEEP_SECONDS,
+) -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster, a Prefect server on it (restartable through
+    `Cluster.stop_prefect`), the simulator, and this process's Prefect settings pointing at
+    the server; everything stops on the way out."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from autopilot.devstack.postgres import start_postgres
+    from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process
+    from tests.prefect_stack import start_prefect_server
+
+    pg = start_postgres(free_port())
+    port = free_port()
+    servers = []
+
+    def start_server() -> None:
+        servers.append(
+            start_prefect_server(
+                root / "prefect", port, root / "prefect.log", database_url=pg.url, timeout=600
+            )
+        )
+
+    def stop_prefect() -> Callable[[], None]:
+        servers[-1].kill()
+        servers[-1].wait()
+        return start_server
+
+    simulator = None
+    try:
+        start_server()
+        sim_port = free_port()
+        simulator = start_simulator(root / "simulator", sim_port, **simulator_options)  # type: ignore[arg-type]
+        api_url = f"http://127.0.0.1:{port}/api"
+        cluster = Cluster(
+            api_url,
+            f"http://127.0.0.1:{sim_port}",
+            root / "simulator" / f"server-{sim_port}.log",
+            root,
+            base_env,
+            stop_prefect,
+            timings=dict(TIMINGS) if timings is None else timings,
+            sweep_seconds=sweep_seconds,
+        )
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            try:
+                yield cluster
+            finally:
+                cluster.stop_all()
+    finally:
+        if simulator is not None:
+            stop_process(simulator)
+            kill_leftover_runs(root / "simulator")
+        if servers:
+            stop_process(servers[-1])
+        pg.stop()

@@ -10,68 +10,35 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from autopilot.devstack.postgres import start_postgres
 from autopilot.run import crashpoints
 from tests.conftest import SESSION_DIR
-from tests.helpers import free_port, kill_leftover_runs, start_simulator, stop_process, wait_until
+from tests.helpers import wait_until
 from tests.hosts.cluster import (
     DEPLOYMENT,
     Cluster,
     Host,
+    cluster_on_postgres,
     hosts_of,
     lease_of,
     process_state,
     state_history,
 )
-from tests.prefect_stack import launch, running_task, start_prefect_server, wait_for_state
+from tests.prefect_stack import launch, running_task, wait_for_state
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
 
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Cluster]:
-    root = SESSION_DIR / "hosts"
-    pg = start_postgres(free_port())
-    server_port = free_port()
-
-    def start_server() -> subprocess.Popen[bytes]:
-        return start_prefect_server(
-            root / "prefect", server_port, root / "prefect.log", database_url=pg.url, timeout=300
-        )
-
-    servers = [start_server()]
-
-    def stop_prefect() -> Callable[[], None]:
-        servers[-1].kill()
-        servers[-1].wait()
-        return lambda: servers.append(start_server())
-
-    sim_port = free_port()
     # Long enough preparations and reports that a host can be killed in the middle of one.
-    simulator = start_simulator(
-        root / "simulator", sim_port, round_seconds=0.2, prepare_seconds=10, report_seconds=8
-    )
-    api_url = f"http://127.0.0.1:{server_port}/api"
-    sim_log = root / "simulator" / f"server-{sim_port}.log"
-    cluster = Cluster(
-        api_url, f"http://127.0.0.1:{sim_port}", sim_log, root, dict(os.environ), stop_prefect
-    )
-    try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            yield cluster
-    finally:
-        cluster.stop_all()
-        stop_process(simulator)
-        kill_leftover_runs(root / "simulator")
-        stop_process(servers[-1])
-        pg.stop()
+    simulator = {"round_seconds": 0.2, "prepare_seconds": 10, "report_seconds": 8}
+    with cluster_on_postgres(SESSION_DIR / "hosts", dict(os.environ), simulator) as cluster:
+        yield cluster
 
 
 @pytest.fixture
