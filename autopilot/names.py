@@ -136,10 +136,11 @@ LEASE_LABEL = "autopilot.lease"
 TAKEOVER_PREFIX = f"{PREFIX}-takeover--"
 
 
-def takeover_variable_name(state_id: UUID) -> str:
+def takeover_variable_name(state_id: UUID, round_: int = 0) -> str:
     """The variable whose creation claims the takeover of a run in the state `state_id`: names
-    are unique, so of several hosts judging one state dead exactly one creates it."""
-    return f"{TAKEOVER_PREFIX}{state_id.hex}"
+    are unique, so of several hosts judging one state dead exactly one creates it. A claim
+    whose holder died before acting goes stale; the next claim of that state is `round_` + 1."""
+    return f"{TAKEOVER_PREFIX}{state_id.hex}-{round_}"
 
 
 def simulation_tag(simulation_id: str) -> str:

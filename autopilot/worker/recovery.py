@@ -53,20 +53,34 @@ def restart_delay(recent_crashes: int) -> float:
     return 0.0 if recent_crashes <= 1 else float(min(2 ** (recent_crashes - 1), 60))
 
 
-async def claim(client: PrefectClient, state_id: UUID) -> bool:
+# A claim's holder acts within seconds; one older than this died before acting (the run is
+# still in the claimed state) and may be claimed again. Read on the local clock against the
+# server's timestamp: hosts' clocks must agree to well within this.
+STALE_CLAIM = timedelta(seconds=120)
+_MAX_CLAIM_ROUNDS = 20
+
+
+async def claim(client: PrefectClient, state_id: UUID, stale: timedelta = STALE_CLAIM) -> bool:
     """Claim the right to act on a run in the state `state_id`; True for exactly one caller,
-    on any host (variable names are unique: the second create is refused)."""
-    try:
-        await client.create_variable(
-            VariableCreate(
-                name=takeover_variable_name(state_id),
-                value=get_settings().host_id,
-                tags=[TAKEOVER_PREFIX.rstrip("-")],
+    on any host (variable names are unique: the second create is refused). A claim left stale
+    by a holder that died before acting gives way to the next round's."""
+    for round_ in range(_MAX_CLAIM_ROUNDS):
+        name = takeover_variable_name(state_id, round_)
+        try:
+            await client.create_variable(
+                VariableCreate(
+                    name=name, value=get_settings().host_id, tags=[TAKEOVER_PREFIX.rstrip("-")]
+                )
             )
-        )
-    except ObjectAlreadyExists:
-        return False
-    return True
+        except ObjectAlreadyExists:
+            held = await client.read_variable_by_name(name)
+            if held is None or held.created is None:
+                return False
+            if datetime.now(UTC) - held.created < stale:
+                return False
+            continue
+        return True
+    return False
 
 
 async def take_over(client: PrefectClient, run: FlowRun, reason: str, max_restarts: int) -> bool:

@@ -3,13 +3,17 @@ server; each "host" is its own client, racing)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from uuid import uuid4
+
 import anyio
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Running
 
-from autopilot.worker.recovery import RESTART_STATE_NAME, restart_or_give_up, take_over
+from autopilot.names import takeover_variable_name
+from autopilot.worker.recovery import RESTART_STATE_NAME, claim, restart_or_give_up, take_over
 
 HOSTS = 8
 
@@ -83,3 +87,19 @@ def test_a_run_that_moved_on_since_it_was_judged_is_left_alone(prefect_server):
     taken, (history, current) = anyio.run(scenario)
     assert taken is False
     assert StateType.CRASHED not in history and current.type == StateType.RUNNING
+
+
+def test_a_claim_whose_holder_died_before_acting_goes_stale_and_is_claimed_again(prefect_server):
+    async def scenario():  # type: ignore[no-untyped-def]
+        state_id = uuid4()
+        async with get_client() as client:
+            first = await claim(client, state_id)  # ... and its holder dies here
+            fresh = await claim(client, state_id)  # within STALE_CLAIM: refused
+            again = await claim(client, state_id, stale=timedelta(0))  # past it: next round
+            after = await claim(client, state_id, stale=timedelta(0))
+            taken = await client.read_variable_by_name(takeover_variable_name(state_id, 1))
+        return first, fresh, again, taken is not None, after
+
+    first, fresh, again, round_one_exists, after = anyio.run(scenario)
+    assert (first, fresh, again, round_one_exists) == (True, False, True, True)
+    assert after is True  # round 2: each stale round gives way to exactly one new claim
