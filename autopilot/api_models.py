@@ -204,6 +204,8 @@ class ErrorCode(StrEnum):
     TOKEN_REQUIRED = "TOKEN_REQUIRED"
     EMPTY_TOKEN = "EMPTY_TOKEN"
     STARTUP_FAILED = "STARTUP_FAILED"
+    # autopilot/worker/sweep.py, at a worker's start-up only.
+    INVALID_TIMINGS = "INVALID_TIMINGS"
 
 
 class ErrorEnvelope(BaseModel):

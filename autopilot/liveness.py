@@ -7,22 +7,25 @@ history, so a 72-hour run adds no storage for it (benchmarks/liveness_signal.py 
 candidates). Any worker on any host judges a run by watching its mark change
 (autopilot/worker/judge.py): it never compares its clock with the writer's.
 
-Ownership (fencing): an attempt's token is the run's `run_count` when it began. Taking a run
-over restarts it on its own id, and the restarted attempt entering Running counts it up; until
-then the run sits Crashed, Scheduled or Pending. A process that sees either has lost its run
-and must not touch the backend again (autopilot/run/lease.py).
+Ownership (fencing): an attempt's token is the run's `run_count` when it began, and the
+Running state it began in. Taking a run over marks it Crashed and restarts it on its own id,
+and the restarted attempt entering Running counts it up. A pause and its resume also pass
+through Scheduled and Pending, but never through Crashed: so a Scheduled or Pending run is
+still ours unless a Crashed state follows our Running one. A process that lost its run must
+not touch the backend again (autopilot/run/lease.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from prefect.client.schemas.objects import StateType
 
-# States the run can only be in while this attempt is not its executor: someone declared it
-# dead and restarted it (or is about to).
-TAKEN_STATES = frozenset({StateType.CRASHED, StateType.SCHEDULED, StateType.PENDING})
+# On the way back to Running: after a takeover, or after a pause's resume (history decides).
+_BETWEEN_ATTEMPTS = frozenset({StateType.SCHEDULED, StateType.PENDING})
 _SEPARATOR = "|"
 
 
@@ -62,9 +65,33 @@ class LeaseMark:
         return bool(self.state) and self.state == short_state(state_id)
 
 
-def still_owns(token: int, run_count: int, state_type: StateType | None) -> bool:
+def still_owns(
+    token: int,
+    run_count: int,
+    state_type: StateType | None,
+    crashed_since: Callable[[], bool],
+) -> bool:
     """Whether the attempt that began at `run_count == token` still executes the run.
 
-    A pause, a stop or the run's end keep it the owner until its process exits; a takeover
-    (Crashed → Scheduled → Pending → a new Running, which counts up) does not."""
-    return run_count == token and state_type not in TAKEN_STATES
+    A pause, its resume, a stop or the run's end keep it the owner until its process exits; a
+    takeover (Crashed → Scheduled → Pending → a new Running, which counts up) does not.
+    `crashed_since`: whether a Crashed state followed the attempt's Running one (a read of the
+    run's history, made only when the state alone cannot tell)."""
+    if run_count != token or state_type == StateType.CRASHED:
+        return False
+    if state_type in _BETWEEN_ATTEMPTS:
+        return not crashed_since()
+    return True
+
+
+def crashed_after(history: list[tuple[datetime, StateType, UUID]], began_in: str) -> bool:
+    """Whether a Crashed state follows the Running state `began_in` (`short_state`) in the
+    run's history; True, to be safe, if that state is not there at all."""
+    ordered = sorted(history, key=lambda entry: entry[0])
+    began = next(
+        (i for i, (_, _, state_id) in enumerate(ordered) if short_state(state_id) == began_in),
+        None,
+    )
+    if began is None:
+        return True
+    return any(state_type == StateType.CRASHED for _, state_type, _ in ordered[began + 1 :])

@@ -3,12 +3,13 @@ the lease's fencing with Prefect's read and write injected."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.schemas.objects import FlowRun, State, StateType
 
-from autopilot.liveness import LeaseMark, short_state, still_owns
+from autopilot.liveness import LeaseMark, crashed_after, short_state, still_owns
 from autopilot.names import LEASE_LABEL
 from autopilot.run.lease import AttemptLease, RunView
 from autopilot.worker.judge import LivenessJudge, died_here
@@ -44,13 +45,37 @@ def test_a_lease_mark_reads_back_and_foreign_labels_are_ignored():
         (2, StateType.CANCELLING, True),
         (2, StateType.COMPLETED, True),
         (2, StateType.CRASHED, False),  # declared dead
-        (2, StateType.SCHEDULED, False),  # restarted, waiting for a runner
-        (2, StateType.PENDING, False),  # another runner is starting it
         (3, StateType.RUNNING, False),  # another attempt runs it
     ],
 )
 def test_ownership_follows_the_run_count_and_the_state(run_count, state, owned):
-    assert still_owns(2, run_count, state) is owned
+    assert still_owns(2, run_count, state, crashed_since=lambda: pytest.fail("no history")) is owned
+
+
+T = datetime(2026, 12, 6, tzinfo=UTC)
+OURS = uuid4()
+
+
+def history(*types: StateType) -> list[tuple[datetime, StateType, UUID]]:
+    """Pending, then our Running state, then `types` (shuffled: no order is promised)."""
+    states = [(T, StateType.PENDING, uuid4()), (T + timedelta(seconds=1), StateType.RUNNING, OURS)]
+    states += [(T + timedelta(seconds=2 + i), kind, uuid4()) for i, kind in enumerate(types)]
+    return states[::-1]
+
+
+@pytest.mark.parametrize("state", [StateType.SCHEDULED, StateType.PENDING])
+def test_on_the_way_back_to_running_the_history_tells_a_resume_from_a_takeover(state):
+    ours = short_state(OURS)
+    resumed = history(StateType.PAUSED, StateType.SCHEDULED, StateType.PENDING)
+    taken = history(StateType.CRASHED, StateType.SCHEDULED, StateType.PENDING)
+    assert still_owns(2, 2, state, lambda: crashed_after(resumed, ours)) is True
+    assert still_owns(2, 2, state, lambda: crashed_after(taken, ours)) is False
+
+
+def test_a_crash_before_our_attempt_began_is_not_a_takeover_of_it():
+    earlier = [(T - timedelta(seconds=9), StateType.CRASHED, uuid4())] + history(StateType.PAUSED)
+    assert crashed_after(earlier, short_state(OURS)) is False
+    assert crashed_after(earlier, "not-in-history") is True  # cannot tell: act as if taken
 
 
 def test_a_run_whose_mark_moves_lives_and_one_whose_mark_stands_still_for_a_window_dies():
@@ -83,6 +108,22 @@ def test_a_pending_run_gets_longer_to_start_its_process():
         assert judge.observe({run: (STATE, True, None)}) == set()
         clock.now += 5
     assert judge.observe({run: (STATE, True, None)}) == {run}
+
+
+def test_a_pending_run_older_than_its_limit_on_the_server_s_clock_dies_at_the_second_look():
+    # The judge itself just started (a worker restarted): its own watch is short, but the
+    # server says the run has been pending for over three windows.
+    clock = FakeClock()
+    judge = LivenessJudge(window=20, pending_factor=3, clock=clock)
+    run = uuid4()
+    for watched in (0, 5, 10, 15):  # not yet watched for a window: maybe held up by an outage
+        assert judge.observe({run: (STATE, True, None)}, {run: 75.0 + watched}) == set()
+        clock.now += 5
+    assert judge.observe({run: (STATE, True, None)}, {run: 95.0}) == {run}
+    young = uuid4()
+    for age in (10.0, 15.0, 20.0, 25.0, 30.0):
+        assert judge.observe({young: (STATE, True, None)}, {young: age}) == set()
+        clock.now += 5
 
 
 def test_a_failed_look_forgets_everything_so_an_outage_is_never_a_death():
@@ -126,6 +167,7 @@ class FakeRun:
         self.marks: list[LeaseMark] = []
         self.lost: list[str] = []
         self.reads_fail = False
+        self.history: list[tuple[datetime, StateType, UUID]] = []
 
     def read(self, _: UUID) -> RunView:
         if self.reads_fail:
@@ -137,8 +179,12 @@ class FakeRun:
 
     def lease(self) -> AttemptLease:
         return AttemptLease(
-            uuid4(), 1, "0123456789ab", "host-a", 5.0, self.read, self.write, self.lost.append
-        )
+            uuid4(), 1, "0123456789ab", "host-a", 5.0, self.read, self.write, self.states,
+            self.lost.append,
+        )  # fmt: skip
+
+    def states(self, _: UUID) -> list[tuple[datetime, StateType, UUID]]:
+        return self.history
 
 
 def test_renewals_write_a_moving_beat_while_the_run_is_owned():

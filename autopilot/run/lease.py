@@ -16,12 +16,13 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
-from autopilot.liveness import LeaseMark, still_owns
+from autopilot.liveness import LeaseMark, crashed_after, still_owns
 from autopilot.names import LEASE_LABEL
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ def read_run_view(flow_run_id: UUID) -> RunView:
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run_id)
     return RunView(run.run_count, run.state.type if run.state else None)
+
+
+def read_history(flow_run_id: UUID) -> list[tuple[datetime, StateType, UUID]]:
+    """The run's states: when, which type, which id."""
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    return [(state.timestamp, state.type, state.id) for state in states]
 
 
 def write_mark(flow_run_id: UUID, mark: LeaseMark) -> None:
@@ -65,6 +73,7 @@ class AttemptLease:
         renew_every: float,
         read_run: Callable[[UUID], RunView] = read_run_view,
         write: Callable[[UUID, LeaseMark], None] = write_mark,
+        read_states: Callable[[UUID], list[tuple[datetime, StateType, UUID]]] = read_history,
         on_lost: Callable[[str], None] = exit_quietly,
     ) -> None:
         self.flow_run_id = flow_run_id
@@ -73,6 +82,7 @@ class AttemptLease:
         self.host = host
         self.renew_every = renew_every
         self._read_run = read_run
+        self._read_states = read_states
         self._write = write
         self._on_lost = on_lost
         self._beat = 0
@@ -82,7 +92,12 @@ class AttemptLease:
     def owned(self) -> bool:
         """Whether this attempt still executes the run (one Prefect read)."""
         view = self._read_run(self.flow_run_id)
-        return still_owns(self.token, view.run_count, view.state_type)
+        return still_owns(
+            self.token,
+            view.run_count,
+            view.state_type,
+            lambda: crashed_after(self._read_states(self.flow_run_id), self.state),
+        )
 
     def check(self, what: str) -> None:
         """Fence: before `what` changes the backend, end the process if the run was taken.

@@ -9,7 +9,12 @@ judged until each has had a full window again.
 
 A run with no process by design (paused, awaiting a confirmation) is never in the input: only
 RUNNING and PENDING runs are judged. A PENDING run's process may still be starting (imports,
-a loaded host), so it gets `pending_factor` windows.
+a loaded host), so it gets `pending_factor` windows. A run left PENDING by a runner that died
+while starting it has no process and no lease at all; its age is also taken on one clock, the
+Prefect server's (`pending_ages`): older than `pending_factor` windows there and watched for
+one window, it is dead, so it is recovered even when this judge's watching keeps being
+interrupted (a judge restarts with its worker). That compares the server's clock with the
+submitting runner's, which must agree to within seconds.
 
 The same-host shortcut (`died_here`): a RUNNING run whose current mark names this host and a
 process that is gone died, no window needed. Only the mark of the run's current Running stint
@@ -54,8 +59,11 @@ class LivenessJudge:
         self._seen: dict[UUID, _Seen] = {}
         self._last_look: float | None = None
 
-    def observe(self, runs: Mapping[UUID, Sighting]) -> set[UUID]:
-        """Record one look at every running run; returns those whose window has lapsed."""
+    def observe(
+        self, runs: Mapping[UUID, Sighting], pending_ages: Mapping[UUID, float] | None = None
+    ) -> set[UUID]:
+        """Record one look at every running run; returns those whose window has lapsed.
+        `pending_ages`: how long each PENDING run has been pending, by the server's clock."""
         now = self._clock()
         if self._last_look is not None and now - self._last_look > self.window:
             self._seen.clear()  # this process was not watching: it cannot vouch for the gap
@@ -69,7 +77,13 @@ class LivenessJudge:
                 continue
             seen[run_id] = before
             pending = sighting[1]
-            if now - before.since >= self.window * (self.pending_factor if pending else 1.0):
+            watched = now - before.since
+            limit = self.window * (self.pending_factor if pending else 1.0)
+            age = (pending_ages or {}).get(run_id) if pending else None
+            # Old on the server's clock, and watched for a window: a live run that was held up
+            # by a Prefect outage proposes Running within that window after it ends.
+            old_enough = age is not None and age >= limit and watched >= self.window
+            if watched >= limit or old_enough:
                 dead.add(run_id)
         self._seen = seen  # runs that stopped running are forgotten
         return dead

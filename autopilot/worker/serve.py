@@ -16,6 +16,7 @@ import os
 
 import anyio
 
+from autopilot.errors import InvalidInput
 from autopilot.prefect_env import ensure_prefect_api_url
 from autopilot.settings import get_settings
 
@@ -53,6 +54,13 @@ async def serve(
     from flows.auto_pilot import auto_pilot
 
     settings = get_settings()
+    sweep = Sweep(
+        [f"{auto_pilot.name}/{name}", *recover],
+        sweep_seconds,
+        settings.max_crash_restarts,
+        settings.host_id,
+        settings.lease_window,
+    )
     runner = Runner(
         name=f"autopilot-{name}",
         query_seconds=poll_seconds,
@@ -69,13 +77,6 @@ async def serve(
     if restarted:
         logger.warning("restarted %d run(s) left by a dead runner", len(restarted))
     logger.info("%s: serving auto-pilot/%s", settings.host_id, name)
-    sweep = Sweep(
-        [f"{auto_pilot.name}/{name}", *recover],
-        sweep_seconds,
-        settings.max_crash_restarts,
-        settings.host_id,
-        settings.lease_window,
-    )
     async with anyio.create_task_group() as group:
         group.start_soon(sweep.forever)
         await runner.start()
@@ -106,14 +107,17 @@ def main(argv: list[str] | None = None) -> None:
     ensure_prefect_api_url()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    anyio.run(
-        serve,
-        args.name,
-        args.poll_seconds,
-        args.heartbeat_seconds,
-        args.sweep_seconds,
-        tuple(args.recover),
-    )
+    try:
+        anyio.run(
+            serve,
+            args.name,
+            args.poll_seconds,
+            args.heartbeat_seconds,
+            args.sweep_seconds,
+            tuple(args.recover),
+        )
+    except InvalidInput as exc:
+        parser.error(exc.message)
 
 
 if __name__ == "__main__":

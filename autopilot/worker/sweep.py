@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from uuid import UUID
 
 import anyio
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 
+from autopilot.errors import InvalidInput
 from autopilot.names import LEASE_LABEL
 from autopilot.worker.judge import LivenessJudge, died_here
 from autopilot.worker.recovery import (
@@ -24,6 +26,12 @@ from autopilot.worker.recovery import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+async def server_time(client: PrefectClient) -> datetime:
+    """The Prefect server's clock (its answer's Date header, to the second)."""
+    response = await client.request("GET", "/health")
+    return parsedate_to_datetime(response.headers["date"])
 
 
 class Sweep:
@@ -42,6 +50,14 @@ class Sweep:
         self.every = every
         self.max_restarts = max_restarts
         self.host_id = host_id
+        if lease_window <= 2 * every:
+            # A judge forgets what it saw when looks are further apart than a window: it
+            # would never declare anything dead.
+            raise InvalidInput(
+                f"the lease window ({lease_window:g} s, AUTOPILOT_LEASE_WINDOW) must be longer "
+                f"than two sweeps ({every:g} s each)",
+                error_code="INVALID_TIMINGS",
+            )
         self.judge = LivenessJudge(lease_window)
         self._suspects: set[UUID] = set()
 
@@ -65,6 +81,7 @@ class Sweep:
         # worth of cancellations: older ones were seen by an earlier sweep.
         await resume_shut_down(client, deployments, timedelta(seconds=4 * self.every))
         runs = await running_runs(client, deployments)
+        now = await server_time(client)
         lapsed = self.judge.observe(
             {
                 run.id: (
@@ -73,7 +90,12 @@ class Sweep:
                     str(run.labels.get(LEASE_LABEL)),
                 )
                 for run in runs
-            }
+            },
+            {
+                run.id: (now - run.state.timestamp).total_seconds()
+                for run in runs
+                if run.state is not None and run.state.is_pending() and run.state.timestamp
+            },
         )
         # Same host, process gone, in two sweeps running: its own runner would have noticed
         # in between had it been alive (an orphan that outlived its runner and died later).

@@ -16,6 +16,7 @@ import logging
 
 import anyio
 
+from autopilot.errors import InvalidInput
 from autopilot.prefect_env import ensure_prefect_api_url
 from autopilot.settings import get_settings
 from autopilot.worker.sweep import Sweep
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     ensure_prefect_api_url()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    anyio.run(watch, args.deployment, args.sweep_seconds)
+    try:
+        anyio.run(watch, args.deployment, args.sweep_seconds)
+    except InvalidInput as exc:
+        parser.error(exc.message)
 
 
 if __name__ == "__main__":

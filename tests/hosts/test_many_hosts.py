@@ -20,6 +20,7 @@ from tests.conftest import SESSION_DIR
 from tests.helpers import wait_until
 from tests.hosts.cluster import (
     DEPLOYMENT,
+    TIMINGS,
     Cluster,
     Host,
     cluster_on_postgres,
@@ -131,10 +132,14 @@ def test_a_prefect_outage_longer_than_the_lease_window_is_no_death(cluster):
     failed = {host.name: host.failed_sweeps() for host in (a, b)}
 
     start_again = cluster.stop_prefect()
-    # Down until each host's sweep has failed for longer than a lease window (1 s sweeps).
+    down_at = time.monotonic()
+    # Down for more than the lease window, and long enough that both hosts saw it (at least
+    # two failed sweeps each): no run could renew its lease meanwhile.
+    outage = 2 * float(TIMINGS["AUTOPILOT_LEASE_WINDOW"])
     wait_until(
-        lambda: all(h.failed_sweeps() >= failed[h.name] + 8 for h in (a, b)), timeout=60,
-        interval=0.5, message="8 failed sweeps on each host",
+        lambda: time.monotonic() - down_at >= outage
+        and all(h.failed_sweeps() >= failed[h.name] + 2 for h in (a, b)),
+        timeout=180, interval=0.5, message=f"an outage of {outage:.0f}s seen by each host",
     )  # fmt: skip
     start_again()
 
