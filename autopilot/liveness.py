@@ -2,10 +2,12 @@
 
 A running attempt writes a *lease mark* into a label of its own flow run (`names.LEASE_LABEL`)
 every `lease_renew_every` seconds: its host, pid, token, the Running state it began in, and a
-beat that moves. A label update rewrites one row in place: no event, no
-history, so a 72-hour run adds no storage for it (benchmarks/liveness_signal.py measures the
-candidates). Any worker on any host judges a run by watching its mark change
-(autopilot/worker/judge.py): it never compares its clock with the writer's.
+beat that moves. A label update rewrites one row in place: no event, no history. On
+SQLite a 72-hour run adds no storage for it; on PostgreSQL each rewrite leaves a dead row
+version until vacuum, 12.3 B per renewal at autovacuum's pace, about 0.64 MB per 72 h
+(benchmarks/liveness_signal.py measures the candidates). Any worker on any host judges a
+RUNNING run by watching its mark change (autopilot/worker/judge.py), on its own clock only;
+a PENDING run's age is also taken on the Prefect server's clock.
 
 Ownership (fencing): an attempt's token is the run's `run_count` when it began, and the
 Running state it began in. Taking a run over marks it Crashed and restarts it on its own id,

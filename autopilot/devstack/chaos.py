@@ -38,6 +38,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from autopilot.devstack import pieces
 from autopilot.devstack.supervisor import Supervisor
 from autopilot.errors import InvalidInput
 from autopilot.settings import Settings
@@ -254,11 +255,9 @@ class Chaos:
         if child.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.proc.pid, signal.SIGKILL)
-        wanted = f"AUTOPILOT_HOST_ID={host}".encode()
-        for entry in Path("/proc").iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                if entry.name.isdigit() and wanted in (entry / "environ").read_bytes().split(b"\0"):
-                    os.kill(int(entry.name), signal.SIGKILL)
+        for pid in pieces.processes_of_host(host or ""):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         return f"{host} (down {self.host_down:.0f}s)"
 
     # -- one trial -----------------------------------------------------------------

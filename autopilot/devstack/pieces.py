@@ -199,3 +199,22 @@ def stop_group(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> N
         proc.wait(timeout=10)
     except ProcessLookupError:
         proc.wait(timeout=10)
+
+
+def processes_of_host(host_id: str) -> list[int]:
+    """Every living process whose environment names `host_id` (`AUTOPILOT_HOST_ID`): a
+    "host" of a many-hosts stack on this machine, its worker and its flow processes, also
+    those that outlived their worker."""
+    if not host_id:
+        return []  # an empty identity would name every process started without one
+    wanted = f"AUTOPILOT_HOST_ID={host_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return pids

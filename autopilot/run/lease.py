@@ -115,13 +115,19 @@ class AttemptLease:
     def renew(self) -> None:
         """One renewal: the ownership check, then the next beat into the run's label."""
         self.check("renewing its lease")
+        self._write_next_mark()
+
+    def _write_next_mark(self) -> None:
         self._beat += 1
         mark = LeaseMark(self.host, os.getpid(), self.token, self.state, self._beat)
         self._write(self.flow_run_id, mark)
 
     def start(self) -> None:
-        """Write the first mark now, then renew in a daemon thread until `stop`."""
-        self.renew()
+        """Write the first mark now, then renew in a daemon thread until `stop`.
+
+        The first mark needs no ownership check: the attempt has just read its run to take
+        its token."""
+        self._write_next_mark()
         self._thread = threading.Thread(target=self._renew_forever, name="lease", daemon=True)
         self._thread.start()
 

@@ -16,15 +16,31 @@ from uuid import UUID
 from autopilot.settings import get_settings
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Process start time in clock ticks since boot (Linux), None if the pid is gone."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, None if the pid is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name may contain spaces or parentheses: split after the last ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process start time in clock ticks since boot (Linux), None if the pid is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (R, S, T stopped, Z zombie), None if gone."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a living process on this machine (a zombie has exited already)."""
+    return process_state(pid) not in {None, "Z"}
 
 
 def _record_path(data_dir: Path, flow_run_id: UUID | str) -> Path:
@@ -60,9 +76,4 @@ def living_executor(data_dir: Path, flow_run_id: UUID | str, host: str | None = 
     ticks = _start_ticks(pid) if pid > 0 else None
     if ticks is None or ticks != record.get("start_ticks"):
         return None
-    # A zombie has exited already: it executes nothing.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-    return None if state == "Z" else pid
+    return pid if process_alive(pid) else None

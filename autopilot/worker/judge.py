@@ -2,10 +2,10 @@
 
 A run is dead when this judge, watching without interruption, has seen the same (state,
 lease mark) for a whole window: its process neither renewed the lease nor moved the run on.
-Only this process's own monotonic clock is read, so clocks of other hosts never matter, and
-whatever interrupts the watching (a failed Prefect read, this process stalled longer than a
-window) clears every observation: after a Prefect outage no run can renew, and none is
-judged until each has had a full window again.
+That watch reads only this process's own monotonic clock (the one exception, PENDING
+runs, is below), and whatever interrupts the watching (a failed Prefect read, this process
+stalled longer than a window) clears every observation: after a Prefect outage no run can
+renew, and none is judged until each has had a full window again.
 
 A run with no process by design (paused, awaiting a confirmation) is never in the input: only
 RUNNING and PENDING runs are judged. A PENDING run's process may still be starting (imports,
@@ -26,13 +26,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from autopilot.liveness import LeaseMark
 from autopilot.names import LEASE_LABEL
+from autopilot.worker.executors import process_alive
 
 # What the judge sees of one run: its state's id, whether it is PENDING, its lease label.
 Sighting = tuple[UUID | None, bool, str | None]
@@ -92,15 +92,6 @@ class LivenessJudge:
         """A look failed: forget everything seen so far."""
         self._seen.clear()
         self._last_look = None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` is a living (not zombie) process on this machine."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def died_here(run: FlowRun, host_id: str, alive: Callable[[int], bool] = process_alive) -> bool:

@@ -8,8 +8,9 @@
 - A run a worker shutdown cancelled (not a stop: autopilot/worker/shutdown.py) is resumed.
 - Every takeover and every restart first claims the run's current state (`claim`): of several
   hosts noticing one death together, exactly one acts.
-- Each Crashed state in a run's history counts as one death; past `max_restarts` the run is
-  set Failed with the reason, so a run that crashes its process every time does not loop.
+- Each death in a run's history (`deaths`: a Crashed state entered from a running or
+  starting run, not the same death reported twice) counts once; past `max_restarts` the run
+  is set Failed with the reason, so a run that crashes its process every time does not loop.
 """
 
 from __future__ import annotations

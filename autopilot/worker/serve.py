@@ -54,13 +54,7 @@ async def serve(
     from flows.auto_pilot import auto_pilot
 
     settings = get_settings()
-    sweep = Sweep(
-        [f"{auto_pilot.name}/{name}", *recover],
-        sweep_seconds,
-        settings.max_crash_restarts,
-        settings.host_id,
-        settings.lease_window,
-    )
+    sweep = Sweep.from_settings([f"{auto_pilot.name}/{name}", *recover], sweep_seconds)
     runner = Runner(
         name=f"autopilot-{name}",
         query_seconds=poll_seconds,

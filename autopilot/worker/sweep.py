@@ -17,6 +17,7 @@ from prefect.exceptions import ObjectNotFound
 
 from autopilot.errors import InvalidInput
 from autopilot.names import LEASE_LABEL
+from autopilot.settings import get_settings
 from autopilot.worker.judge import LivenessJudge, died_here
 from autopilot.worker.recovery import (
     restart_crashed,
@@ -35,7 +36,7 @@ async def server_time(client: PrefectClient) -> datetime:
 
 
 class Sweep:
-    """One worker's recovery sweep over one deployment."""
+    """One worker's recovery sweep over the runs of some deployments."""
 
     def __init__(
         self,
@@ -61,6 +62,18 @@ class Sweep:
         self.judge = LivenessJudge(lease_window)
         self._suspects: set[UUID] = set()
 
+    @classmethod
+    def from_settings(cls, deployments: list[str], every: float) -> Sweep:
+        """A sweep with this host's identity, restart cap and lease window."""
+        settings = get_settings()
+        return cls(
+            deployments,
+            every,
+            settings.max_crash_restarts,
+            settings.host_id,
+            settings.lease_window,
+        )
+
     async def deployment_ids(self, client: PrefectClient) -> list[UUID]:
         """The ids of the watched deployments that exist (one may be registered later)."""
         for name in self.deployment_names:
@@ -81,7 +94,9 @@ class Sweep:
         # worth of cancellations: older ones were seen by an earlier sweep.
         await resume_shut_down(client, deployments, timedelta(seconds=4 * self.every))
         runs = await running_runs(client, deployments)
-        now = await server_time(client)
+        pending = [run for run in runs if run.state is not None and run.state.is_pending()]
+        # The server's clock is read only when it is needed: PENDING runs are rare.
+        now = await server_time(client) if pending else None
         lapsed = self.judge.observe(
             {
                 run.id: (
@@ -93,8 +108,8 @@ class Sweep:
             },
             {
                 run.id: (now - run.state.timestamp).total_seconds()
-                for run in runs
-                if run.state is not None and run.state.is_pending() and run.state.timestamp
+                for run in pending
+                if now is not None and run.state is not None and run.state.timestamp
             },
         )
         # Same host, process gone, in two sweeps running: its own runner would have noticed

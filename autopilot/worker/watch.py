@@ -26,13 +26,7 @@ logger = logging.getLogger("autopilot.worker")
 
 async def watch(deployments: list[str], sweep_seconds: float) -> None:
     settings = get_settings()
-    sweep = Sweep(
-        deployments,
-        sweep_seconds,
-        settings.max_crash_restarts,
-        settings.host_id,
-        settings.lease_window,
-    )
+    sweep = Sweep.from_settings(deployments, sweep_seconds)
     logger.info("%s: recovering the runs of %s", settings.host_id, ", ".join(deployments))
     await sweep.forever()
 

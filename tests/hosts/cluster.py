@@ -19,6 +19,7 @@ from uuid import UUID
 
 import httpx
 
+from autopilot.devstack.pieces import processes_of_host
 from autopilot.liveness import LeaseMark
 from autopilot.names import LEASE_LABEL
 from tests.helpers import wait_until
@@ -30,27 +31,6 @@ DEPLOYMENT = f"auto-pilot/{DEPLOYMENT_NAME}"
 # 5 s sweeps) are for real hosts.
 TIMINGS = {"AUTOPILOT_LEASE_RENEW_EVERY": "1", "AUTOPILOT_LEASE_WINDOW": "6"}
 SWEEP_SECONDS = "1"
-
-
-def processes_of(host_id: str) -> list[int]:
-    """Every living process whose environment names `host_id` (the worker and its flows)."""
-    wanted = f"AUTOPILOT_HOST_ID={host_id}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if wanted in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-    return pids
-
-
-def process_state(pid: int) -> str | None:
-    """The kernel's one-letter state of `pid` (T: stopped), None if it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
 
 
 def lease_of(flow_run_id: UUID) -> LeaseMark | None:
@@ -96,14 +76,14 @@ class Host:
 
     def flow_processes(self) -> list[int]:
         worker_pid = self.worker.proc.pid if self.worker.proc else None
-        return [pid for pid in processes_of(self.name) if pid != worker_pid]
+        return [pid for pid in processes_of_host(self.name) if pid != worker_pid]
 
     def signal_all(self, sig: int) -> None:
         """Send `sig` to every process of this host."""
         if self.worker.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.worker.proc.pid, sig)
-        for pid in processes_of(self.name):
+        for pid in processes_of_host(self.name):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
@@ -112,7 +92,7 @@ class Host:
         self.signal_all(signal.SIGKILL)
         if self.worker.proc is not None:
             self.worker.proc.wait(timeout=10)
-        wait_until(lambda: not processes_of(self.name), timeout=10, message="host dead")
+        wait_until(lambda: not processes_of_host(self.name), timeout=10, message="host dead")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

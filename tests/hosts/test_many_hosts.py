@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from autopilot.run import crashpoints
+from autopilot.worker.executors import process_state
 from tests.conftest import SESSION_DIR
 from tests.helpers import wait_until
 from tests.hosts.cluster import (
@@ -26,7 +27,6 @@ from tests.hosts.cluster import (
     cluster_on_postgres,
     hosts_of,
     lease_of,
-    process_state,
     state_history,
 )
 from tests.prefect_stack import launch, running_task, wait_for_state
