@@ -115,11 +115,21 @@ def up_cmd(
         help="Start the bundled simulator at AUTOPILOT_BACKEND_URL even if it is not the "
         "default (the default URL always gets one).",
     ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        metavar="URL",
+        help="The database of the Prefect server this starts, e.g. "
+        "postgresql+asyncpg://postgres@db:5432/prefect for many hosts (default: SQLite in "
+        "the data dir). It listens at PREFECT_API_URL's address, which must be this machine's.",
+    ),
 ) -> None:
     """Start Prefect server, simulator, worker and REST shim; supervise until Ctrl-C."""
     from autopilot.devstack.demo import run_up
+    from autopilot.devstack.server_address import server_database_url
 
-    run_up(console, with_simulator=with_simulator)
+    database = server_database_url(database_url) if database_url is not None else None
+    run_up(console, with_simulator=with_simulator, database_url=database)
 
 
 @app.command("demo")

@@ -29,11 +29,14 @@ def _ui_url(supervisor: Supervisor) -> str:
 
 
 def run_up(
-    console: Console, settings: Settings | None = None, with_simulator: bool = False
+    console: Console,
+    settings: Settings | None = None,
+    with_simulator: bool = False,
+    database_url: str | None = None,
 ) -> None:
     """Start the stack and supervise it until Ctrl-C or SIGTERM."""
     settings = settings or get_settings()
-    supervisor = Supervisor(settings, own_simulator=with_simulator)
+    supervisor = Supervisor(settings, own_simulator=with_simulator, database_url=database_url)
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         supervisor.start(on_ready=lambda name: console.print(f"[green]✓[/green] {name} ready"))

@@ -63,9 +63,14 @@ def answers(url: str, auth: str | None = None) -> bool:
 
 
 def prefect_server(
-    port: int, home: Path, database_url: str | None = None, *, ui: bool = True
+    port: int,
+    home: Path,
+    database_url: str | None = None,
+    *,
+    ui: bool = True,
+    host: str = "127.0.0.1",
 ) -> Piece:
-    """`prefect server start` on 127.0.0.1:`port`, on SQLite in `home` unless `database_url`."""
+    """`prefect server start` on `host`:`port`, on SQLite in `home` unless `database_url`."""
     database_url = database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
     return Piece(
         "prefect",
@@ -76,11 +81,11 @@ def prefect_server(
             "server",
             "start",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
         ],  # fmt: skip
-        health_url=f"http://127.0.0.1:{port}/api/health",
+        health_url=f"http://{host}:{port}/api/health",
         env={
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -1,7 +1,8 @@
 """`autopilot up`: start what the auto-pilot needs locally, keep it alive, stop it cleanly.
 
 Children, in start order (each waits for the previous one's health):
-    prefect    `prefect server start` on a project-local SQLite database (skipped when
+    prefect    `prefect server start` at PREFECT_API_URL's address (one of this machine's),
+               on a project-local SQLite database or `database_url` (skipped when
                PREFECT_API_URL already answers)
     simulator  the bundled multimo simulator (skipped when a backend URL is configured)
     worker     `deployments.serve`: serves auto-pilot/local, recovers crashed runs (with
@@ -27,6 +28,7 @@ from urllib.parse import urlparse
 
 from autopilot.devstack import pieces
 from autopilot.devstack.pieces import Piece, StartupFailed, answers
+from autopilot.devstack.server_address import bind_address
 from autopilot.prefect_env import prefect_auth_string
 from autopilot.settings import BUNDLED_SIMULATOR_URL, Settings
 
@@ -62,6 +64,7 @@ class Child:
     piece: Piece
     healthy: Callable[[], bool]
     port: int | None = None
+    address: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -88,6 +91,7 @@ class Supervisor:
         stable_after: float = 60.0,
         hosts: int = 1,
         worker_args: tuple[str, ...] = (),
+        database_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
@@ -98,6 +102,7 @@ class Supervisor:
         self.with_api = with_api
         self.hosts = hosts
         self.worker_args = worker_args
+        self.database_url = database_url
         # A child that ran this long before dying restarts without back-off.
         self.stable_after = stable_after
         self.env = self._child_env(worker_env or {})
@@ -133,21 +138,14 @@ class Supervisor:
         """Which children this machine needs, in start order."""
         children: list[Child] = []
         api_url = self.prefect_api_url
-        if not answers(api_url.rstrip("/") + "/health"):
-            parsed = urlparse(api_url)
-            if parsed.hostname not in {"127.0.0.1", "localhost"}:
-                raise StartupFailed(f"PREFECT_API_URL {api_url} does not answer")
-            home = Path(self.env["PREFECT_HOME"]).expanduser()
-            db = self.data_dir / "prefect" / "prefect.db"
-            # Prefect creates its home, not the database's folder (PREFECT_HOME may be
-            # elsewhere): "unable to open database file" on a fresh data dir otherwise.
-            db.parent.mkdir(parents=True, exist_ok=True)
-            database_url = self.env.setdefault(
-                "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}"
-            )
-            port = parsed.port or DEFAULT_PREFECT_PORT
-            server = pieces.prefect_server(port, home, database_url)
-            children.append(Child(server, server.healthy, port=port))
+        if answers(api_url.rstrip("/") + "/health"):
+            if self.database_url is not None:
+                raise StartupFailed(
+                    f"a Prefect server already answers at PREFECT_API_URL {api_url} and keeps "
+                    "its own database: stop it, or leave out --database-url"
+                )
+        else:
+            children.append(self._prefect_server(api_url))
         backend = self.settings.backend_url.rstrip("/")
         bundled = backend == BUNDLED_SIMULATOR_URL or self.own_simulator
         if bundled and not answers(backend + "/api/sim/health"):
@@ -158,8 +156,27 @@ class Supervisor:
         if self.with_api:
             host, port = self.settings.api_host, self.settings.api_port
             api = pieces.shim(port, host)
-            children.append(Child(api, api.healthy, port=port))
+            children.append(Child(api, api.healthy, port=port, address=host))
         return children
+
+    def _prefect_server(self, api_url: str) -> Child:
+        bind = bind_address(api_url)
+        if bind is None:
+            raise StartupFailed(
+                f"PREFECT_API_URL {api_url} does not answer, and names no address of this "
+                "machine where a server could be started"
+            )
+        home = Path(self.env["PREFECT_HOME"]).expanduser()
+        db = self.data_dir / "prefect" / "prefect.db"
+        # Prefect creates its home, not the database's folder (PREFECT_HOME may be
+        # elsewhere): "unable to open database file" on a fresh data dir otherwise.
+        db.parent.mkdir(parents=True, exist_ok=True)
+        database_url = self.database_url or self.env.setdefault(
+            "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}"
+        )
+        port = urlparse(api_url).port or DEFAULT_PREFECT_PORT
+        server = pieces.prefect_server(port, home, database_url, host=bind)
+        return Child(server, server.healthy, port=port, address=bind)
 
     def workers(self) -> list[Piece]:
         """One worker, or one per host: `worker-host<i>` with its own identity and data dir
@@ -209,7 +226,7 @@ class Supervisor:
         """Start every planned child in order, each healthy before the next."""
         self.children = self.plan()
         for child in self.children:
-            if child.port is not None and port_in_use("127.0.0.1", child.port):
+            if child.port is not None and port_in_use(child.address, child.port):
                 raise StartupFailed(
                     f"port {child.port} for {child.name} is taken: is another `autopilot up` "
                     "running? Stop it, or point PREFECT_API_URL / AUTOPILOT_BACKEND_URL at it"
