@@ -178,7 +178,9 @@ def chaos_cmd(
     # SIGTERM as Ctrl-C: the harness's stack is stopped on the way out either way.
     signal.signal(signal.SIGTERM, raise_interrupt)
     chosen = [t.strip() for t in targets.split(",") if t.strip()]
-    chaos = Chaos(trials, seed, chosen, rounds, parallel=parallel, hosts=hosts, host_down=host_down)
+    chaos = Chaos(
+        trials, seed, chosen, rounds, parallel=parallel, hosts=hosts, host_down=host_down, db=db
+    )
     results = chaos.run()
     console.print(chaos.summary(results))
     violations = sum(len(t.violations) for t in results)
