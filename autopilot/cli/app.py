@@ -16,8 +16,15 @@ from rich.console import Console
 from autopilot.errors import AutopilotError
 from autopilot.prefect_env import ensure_prefect_api_url
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-sim_app = typer.Typer(no_args_is_help=True, help="The bundled multimo-compatible simulator.")
+APP_HELP = """Drive multimo simulations through their five steps with Prefect, unattended.
+
+Example: autopilot demo   (a full run against the bundled simulator)
+"""
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=APP_HELP)
+sim_app = typer.Typer(
+    no_args_is_help=True,
+    help="The bundled multimo-compatible simulator.\n\nExample: autopilot sim serve --port 5001",
+)
 app.add_typer(sim_app, name="sim")
 
 console = Console()
@@ -53,7 +60,10 @@ def config_cmd(
     mode: str = typer.Argument(..., help="auto or manual"),
     as_json: bool = JSON_OUTPUT,
 ) -> None:
-    """Set a simulation's auto-pilot mode."""
+    """Set a simulation's auto-pilot mode.
+
+    Example: autopilot config sim_abc123 auto
+    """
     _print(_run(lambda s: s.config(simulation_id, mode)), as_json)
 
 
@@ -63,31 +73,46 @@ def start_cmd(
     force: bool = typer.Option(False, "--force", help="Cancel any active run, start afresh."),
     as_json: bool = JSON_OUTPUT,
 ) -> None:
-    """Start the auto-pilot (mode must be auto)."""
+    """Start the auto-pilot (mode must be auto).
+
+    Example: autopilot start sim_abc123 --force
+    """
     _print(_run(lambda s: s.start(simulation_id, force)), as_json)
 
 
 @app.command("pause")
 def pause_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
-    """Pause (suspend) the active auto-pilot."""
+    """Pause (suspend) the active auto-pilot.
+
+    Example: autopilot pause sim_abc123
+    """
     _print(_run(lambda s: s.pause(simulation_id)), as_json)
 
 
 @app.command("resume")
 def resume_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
-    """Resume a paused auto-pilot."""
+    """Resume a paused auto-pilot.
+
+    Example: autopilot resume sim_abc123
+    """
     _print(_run(lambda s: s.resume(simulation_id)), as_json)
 
 
 @app.command("stop")
 def stop_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
-    """Stop the auto-pilot and the simulation."""
+    """Stop the auto-pilot and the simulation.
+
+    Example: autopilot stop sim_abc123
+    """
     _print(_run(lambda s: s.stop(simulation_id)), as_json)
 
 
 @app.command("reset")
 def reset_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
-    """Cancel any active run and start a new generation (mode kept)."""
+    """Cancel any active run and start a new generation (mode kept).
+
+    Example: autopilot reset sim_abc123
+    """
     _print(_run(lambda s: s.reset(simulation_id)), as_json)
 
 
@@ -97,7 +122,10 @@ def status_cmd(
     as_json: bool = JSON_OUTPUT,
     watch: bool = typer.Option(False, "--watch", help="Show live progress until it ends."),
 ) -> None:
-    """Show the auto-pilot's status (the machine-readable state with --json)."""
+    """Show the auto-pilot's status (the machine-readable state with --json).
+
+    Example: autopilot status sim_abc123 --watch
+    """
     if watch:
         from autopilot.cli.watch import watch_status
 
@@ -124,7 +152,10 @@ def up_cmd(
         "the data dir). It listens at PREFECT_API_URL's address, which must be this machine's.",
     ),
 ) -> None:
-    """Start Prefect server, simulator, worker and REST shim; supervise until Ctrl-C."""
+    """Start Prefect server, simulator, worker and REST shim; supervise until Ctrl-C.
+
+    Example: autopilot up --database-url postgresql+asyncpg://postgres@db:5432/prefect
+    """
     from autopilot.devstack.demo import run_up
     from autopilot.devstack.server_address import server_database_url
 
@@ -137,7 +168,10 @@ def demo_cmd(
     rounds: int = typer.Option(24, min=1, help="Rounds of the demo simulation."),
     agents: int = typer.Option(40, min=2, help="Agents of the demo simulation."),
 ) -> None:
-    """A full auto-pilot run on the bundled simulator, with live progress and the report."""
+    """A full auto-pilot run on the bundled simulator, with live progress and the report.
+
+    Example: autopilot demo --rounds 6
+    """
     from autopilot.devstack.demo import run_demo
 
     final = run_demo(console, rounds=rounds, agents=agents)
@@ -169,7 +203,10 @@ def chaos_cmd(
         "PostgreSQL cluster, as for many hosts).",
     ),
 ) -> None:
-    """Kill processes at random moments; exit 1 on any violated invariant."""
+    """Kill processes at random moments; exit 1 on any violated invariant.
+
+    Example: autopilot chaos --trials 40 --parallel 2 --hosts 3 --targets flow,host
+    """
     import signal
 
     from autopilot.devstack.chaos import Chaos
@@ -191,7 +228,10 @@ def chaos_cmd(
 
 @app.command("api")
 def api_cmd() -> None:
-    """Serve the REST shim (AUTOPILOT_API_HOST/PORT, default 127.0.0.1:8000)."""
+    """Serve the REST shim (AUTOPILOT_API_HOST/PORT, default 127.0.0.1:8000).
+
+    Example: AUTOPILOT_API_PORT=8080 autopilot api
+    """
     from autopilot.web.app import serve_api
 
     serve_api()
@@ -202,7 +242,10 @@ def worker_cmd(
     name: str = typer.Option("local", help="Deployment name: auto-pilot/<name>."),
     poll_seconds: float = typer.Option(1.0, help="How often the runner looks for work."),
 ) -> None:
-    """Serve the auto-pilot deployment and recover crashed runs."""
+    """Serve the auto-pilot deployment and recover crashed runs.
+
+    Example: AUTOPILOT_HOST_ID=host-b autopilot worker --name local
+    """
     from autopilot.worker.serve import main as serve_main
 
     serve_main(["--name", name, "--poll-seconds", str(poll_seconds)])
@@ -234,7 +277,10 @@ def sim_serve(
     prepare_seconds: float = typer.Option(2.0, help="Wall seconds a preparation takes."),
     report_seconds: float = typer.Option(1.0, help="Wall seconds a report takes."),
 ) -> None:
-    """Serve the bundled simulator (speaks the multimo HTTP contract)."""
+    """Serve the bundled simulator (speaks the multimo HTTP contract).
+
+    Example: autopilot sim serve --port 5001 --round-seconds 0.5
+    """
     from simulator.server import serve
 
     serve(
