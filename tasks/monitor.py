@@ -6,10 +6,15 @@ round counter. Polls are plain HTTP calls inside one task run, not one task per 
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from typing import Any
+
 from prefect import get_run_logger
 
 from autopilot.backend_models import RunStatus
 from autopilot.errors import StepFailed
+from autopilot.eta import DEFAULT_GAP, RoundClock, backend_rate, estimate
 from autopilot.models import MonitorResult, Step, StepContext
 from autopilot.run import crashpoints
 from autopilot.run.control import RunControl, StepInterrupted
@@ -31,19 +36,28 @@ def _result(ctx: StepContext, status: RunStatus) -> MonitorResult:
     )
 
 
-def _publish(progress: ProgressPublisher, status: RunStatus) -> None:
-    detail = {
+def _publish(progress: ProgressPublisher, status: RunStatus, rounds: RoundClock) -> None:
+    detail: dict[str, Any] = {
         "current_round": status.current_round,
         "total_rounds": status.total_rounds,
         "twitter_actions": status.twitter_actions_count,
         "reddit_actions": status.reddit_actions_count,
     }
-    progress.publish(
-        round_percent(status.current_round, status.total_rounds),
+    summary = (
         f"round {status.current_round}/{status.total_rounds}: "
-        f"{status.twitter_actions_count} twitter and {status.reddit_actions_count} reddit actions",
-        detail,
+        f"{status.twitter_actions_count} twitter and {status.reddit_actions_count} reddit actions"
     )
+    eta = estimate(
+        rounds.segments,
+        status.current_round,
+        status.total_rounds,
+        datetime.now(UTC),
+        fallback_rate=backend_rate(status.started_at, status.updated_at, status.current_round),
+    )
+    if eta is not None and status.runner_status != "completed":
+        detail.update(eta.as_detail())
+        summary += f"; {eta.text()}"
+    progress.publish(round_percent(status.current_round, status.total_rounds), summary, detail)
 
 
 # Only reads: no checkpoint, and an outage is ridden out inside the step.
@@ -62,6 +76,8 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
     stall = StallDetector(options.stall_timeout or settings.stall_timeout)
     outage = outage_tracker(options, Step.MONITORING, base_delay=min(poll_interval, 5.0))
     progress = ProgressPublisher(ctx.simulation_id, Step.MONITORING.value)
+    # Polls further apart than a few intervals (an outage ridden out) are a hole in the record.
+    rounds = RoundClock(gap=max(DEFAULT_GAP, 3 * poll_interval))
     with backend_client() as client:
 
         def finished() -> MonitorResult | None:
@@ -69,7 +85,8 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
             crashpoints.reached(settings.data_dir, ctx.simulation_id, "monitor-polled")
             verdict = classify(status)
             if verdict is not Verdict.UNKNOWN:
-                _publish(progress, status)
+                rounds.observe(time.monotonic(), status.current_round)
+                _publish(progress, status, rounds)
             if verdict is Verdict.SUCCEEDED:
                 logger.info("simulation finished: %s rounds", status.current_round)
                 return _result(ctx, status)

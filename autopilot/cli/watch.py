@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from autopilot.eta import duration_text
 from autopilot.service.projection import STEP_ORDER
 
 FINAL_STATUSES = {"completed", "failed", "inactive"}
@@ -68,5 +69,10 @@ def _draw(progress: Progress, bars: dict[str, TaskID], step: str, status: dict[s
                 text = (
                     f"round {detail['current_round']}/{detail['total_rounds']}  "
                     f"twitter {detail['twitter_actions']}  reddit {detail['reddit_actions']}"
+                )
+            if "eta_seconds" in detail:
+                text += (
+                    f"  {detail['rounds_per_hour']:.0f} rounds/h, "
+                    f"{duration_text(detail['eta_seconds'])} left"
                 )
             progress.update(bar, completed=status.get("step_progress") or 0, detail=text)

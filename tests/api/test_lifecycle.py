@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import httpx
+import pytest
 
 from tests.api.shim import (
     ADDED_KEYS,
@@ -49,6 +51,18 @@ def start_auto(api: Api, simulation_id: str) -> dict[str, Any]:
     return data
 
 
+def check_estimate(detail: dict[str, Any], round_seconds: float) -> None:
+    """The pace is the simulator's within a factor of 3 (polls round the rounds' starts), and
+    the time left and the completion time agree with it."""
+    pace = 3600 / round_seconds
+    assert pace / 3 <= detail["rounds_per_hour"] <= pace * 3, detail
+    left = (detail["total_rounds"] - detail["current_round"]) * 3600 / detail["rounds_per_hour"]
+    assert detail["eta_seconds"] == pytest.approx(left, abs=1.0), detail
+    completion = datetime.fromisoformat(detail["estimated_completion_at"])
+    expected = datetime.now(UTC) + timedelta(seconds=detail["eta_seconds"])
+    assert abs((completion - expected).total_seconds()) < 60, detail
+
+
 def check_completed(status: dict[str, Any], flow_run_id: str | None = None) -> None:
     check_status_shape(status)
     assert status["status"] == "completed", status
@@ -67,10 +81,17 @@ def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stac
     started = start_auto(api, sim)
     run_id = started["flow_run_id"]
 
-    monitoring = api.wait_monitoring(sim)
+    monitoring = api.wait_status(
+        sim, lambda d: "eta_seconds" in d.get("progress_detail", {}), timeout=90,
+        message="monitoring with an estimate",
+    )  # fmt: skip
     detail = monitoring["progress_detail"]
-    assert set(detail) == {"current_round", "total_rounds", "twitter_actions", "reddit_actions"}
+    assert set(detail) == {
+        "current_round", "total_rounds", "twitter_actions", "reddit_actions",
+        "rounds_per_hour", "eta_seconds", "estimated_completion_at",
+    }  # fmt: skip
     assert detail["total_rounds"] == 40
+    check_estimate(detail, round_seconds=0.3)
     assert monitoring["step_progress"] == detail["current_round"] * 100 // detail["total_rounds"]
     assert monitoring["last_completed_step"] == "starting"
     assert monitoring["started_at"] is not None
@@ -94,6 +115,16 @@ def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stac
     assert RESUME_KEYS <= set(resumed) <= RESUME_KEYS | ADDED_KEYS
     assert resumed["simulation_id"] == sim
     assert resumed["status"] == "active"
+    # The pause is not counted as slow rounds: the pace after it is the simulator's again.
+    after_pause = api.wait_status(
+        sim,
+        lambda d: d["status"] == "completed"
+        or (d["current_step"] == "monitoring" and "eta_seconds" in d["progress_detail"]
+            and d["progress_detail"]["current_round"] > detail["current_round"] + 2),
+        timeout=90, message="monitoring again, with an estimate",
+    )  # fmt: skip
+    if after_pause["status"] != "completed":
+        check_estimate(after_pause["progress_detail"], round_seconds=0.3)
 
     done = api.wait_for(sim, "completed", timeout=COMPLETION_TIMEOUT)
     check_completed(done, run_id)
