@@ -135,3 +135,19 @@ def test_a_72_hour_run_keeps_a_bounded_record():
 )  # fmt: skip
 def test_time_left_reads_as_people_say_it(seconds: float, text: str):
     assert duration_text(seconds) == text
+
+
+def test_status_watch_shows_the_pace_and_the_time_left():
+    from rich.progress import Progress
+
+    from autopilot.cli.watch import _draw
+
+    progress = Progress()
+    bars = {step: progress.add_task(step, total=100, detail="") for step in ("monitoring",)}
+    detail = {
+        "current_round": 7, "total_rounds": 40, "twitter_actions": 3, "reddit_actions": 4,
+        "rounds_per_hour": 59.6, "eta_seconds": 1990, "estimated_completion_at": "x",
+    }  # fmt: skip
+    _draw(progress, bars, "monitoring", {"progress_detail": detail, "step_progress": 17})
+    shown = progress.tasks[0].fields["detail"]
+    assert shown.startswith("round 7/40") and shown.endswith("60 rounds/h, 33m left"), shown
