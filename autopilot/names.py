@@ -130,8 +130,12 @@ def idempotency_key(simulation_id: str, generation: int, generation_id: str, att
     return f"{PREFIX}-{simulation_token(simulation_id)}--g{generation}-{generation_id}--a{attempt}"
 
 
+# The flow's name in Prefect (deployments are `auto-pilot/<name>`).
+FLOW_NAME = "auto-pilot"
 # The flow-run label a running attempt renews to prove it is alive (autopilot/liveness.py).
 LEASE_LABEL = "autopilot.lease"
+# The flow-run label naming the step a failed run failed at (for notifications: notify.py).
+ERROR_STEP_LABEL = "autopilot.error_step"
 # A `--`-led suffix after a fixed word: no simulation's variable (no `--`) can share it.
 TAKEOVER_PREFIX = f"{PREFIX}-takeover--"
 

@@ -15,6 +15,7 @@ from prefect.states import Cancelled
 
 from autopilot.errors import StepFailed
 from autopilot.models import Outcome, RunOptions
+from autopilot.names import FLOW_NAME
 from autopilot.run.attempt import begin_attempt, flow_run_name, record_failure
 from autopilot.run.claim import Refused, Superseded
 from autopilot.run.driver import RunStopped, until_done
@@ -33,7 +34,7 @@ from tasks.start import start_simulation
 
 
 @flow(
-    name="auto-pilot",
+    name=FLOW_NAME,
     flow_run_name=flow_run_name,
     persist_result=True,
     result_serializer=CHECKPOINT_SERIALIZER,

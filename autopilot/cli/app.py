@@ -26,6 +26,12 @@ sim_app = typer.Typer(
     help="The bundled multimo-compatible simulator.\n\nExample: autopilot sim serve --port 5001",
 )
 app.add_typer(sim_app, name="sim")
+notify_app = typer.Typer(
+    no_args_is_help=True,
+    help="POST to a webhook when an auto-pilot run ends (Prefect automations).\n\n"
+    "Example: autopilot notify add --webhook https://hooks.example.com/autopilot",
+)
+app.add_typer(notify_app, name="notify")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -266,6 +272,62 @@ def recover_cmd(
 
     args = [arg for name in deployment for arg in ("--deployment", name)]
     watch_main([*args, "--sweep-seconds", str(sweep_seconds)])
+
+
+@notify_app.command("add")
+def notify_add(
+    webhook: str = typer.Option(..., "--webhook", metavar="URL", help="Where to POST."),
+    on: str = typer.Option(
+        "completed,failed,crashed", "--on", help="Outcomes to tell: completed, failed, crashed."
+    ),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """POST the simulation id, generation, status, error step, error and the Prefect UI link
+    to a URL each time an auto-pilot run reaches one of the outcomes.
+
+    Example: autopilot notify add --webhook http://127.0.0.1:9000/hook --on completed,failed
+    """
+    from autopilot import notify
+
+    ensure_prefect_api_url()
+    hook = notify.add(notify.check_url(webhook), notify.parse_outcomes(on))
+    _print(_hook_fields(hook), as_json)
+
+
+@notify_app.command("list")
+def notify_list(as_json: bool = JSON_OUTPUT) -> None:
+    """The notifications set up, with their ids.
+
+    Example: autopilot notify list --json
+    """
+    from autopilot import notify
+
+    found = [_hook_fields(hook) for hook in notify.hooks()]
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    for hook in found:
+        console.print(f"{hook['id']}  POST {hook['target']}  on {','.join(hook['outcomes'])}")
+    if not found:
+        console.print("no notifications")
+
+
+@notify_app.command("remove")
+def notify_remove(
+    hook_id: str = typer.Argument(..., metavar="ID", help="The id `notify list` shows."),
+) -> None:
+    """Remove a notification (its automation and its webhook block).
+
+    Example: autopilot notify remove 0b6c1c1e-5d1f-4c1e-9a57-1f0d1c2b3a4d
+    """
+    from autopilot import notify
+
+    hook = notify.remove(hook_id)
+    console.print(f"removed {hook.id} (POST {hook.target})")
+
+
+def _hook_fields(hook: Any) -> dict[str, Any]:
+    return {"id": str(hook.id), "target": hook.target, "outcomes": hook.outcomes}
 
 
 @sim_app.command("serve")

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
 from autopilot.errors import StepFailed
 from autopilot.liveness import short_state
 from autopilot.models import RunOptions, StepContext
+from autopilot.names import ERROR_STEP_LABEL
 from autopilot.run.claim import claim, resolve_generation, tag_run
 from autopilot.run.lease import AttemptLease, hold
 from autopilot.run.progress import ProgressPublisher
 from autopilot.run.quiet_logs import quiet_known_outcomes
 from autopilot.settings import get_settings
 from autopilot.worker.executors import register_executor
+
+logger = logging.getLogger(__name__)
 
 
 def begin_attempt(simulation_id: str, generation: int | None, options: RunOptions) -> StepContext:
@@ -49,12 +54,21 @@ def begin_attempt(simulation_id: str, generation: int | None, options: RunOption
 
 def record_failure(ctx: StepContext, failure: StepFailed) -> None:
     """Show the failure as the run's last progress, written before the run is Failed: status
-    then names the step that really failed even while Prefect's task-run records lag."""
+    then names the step that really failed even while Prefect's task-run records lag. The
+    step also goes into a label of the run, where a notification's template reads it."""
     ProgressPublisher(ctx.simulation_id, "failed").publish(
         0,
         f"failed at {failure.step}: {failure.message}",
         {"error_step": failure.step, "error": failure.message},
     )
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(context.flow_run.id, {ERROR_STEP_LABEL: failure.step})
+    except Exception as exc:  # the failure itself is already recorded above
+        logger.warning("could not label the failed step: %s", exc)
 
 
 def flow_run_name() -> str:
