@@ -230,6 +230,9 @@ def chaos_cmd(
     console.print(f"{len(results)} trials, {violations} violations")
     if violations:
         raise typer.Exit(1)
+    if chaos.interrupted:
+        console.print(f"interrupted after {len(results)} of {trials} trials")
+        raise typer.Exit(130)
 
 
 @app.command("api")

@@ -53,6 +53,10 @@ FINAL = {"completed", "failed"}
 FAST_LEASES = {"AUTOPILOT_LEASE_RENEW_EVERY": "1", "AUTOPILOT_LEASE_WINDOW": "8"}
 
 
+class TrialsAborted(Exception):
+    """The harness was interrupted: a trial under way stops looking."""
+
+
 def free_port() -> int:
     import socket
 
@@ -150,6 +154,14 @@ class Chaos:
         )
         self.shim = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.api_port}", timeout=30)
         self.backend = httpx.Client(base_url=self.settings.backend_url, timeout=10)
+        self._aborted = threading.Event()
+        # Set when Ctrl-C or SIGTERM ended the run early: the trials done are still reported.
+        self.interrupted = False
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait between looks; a trial ends here once the harness is interrupted."""
+        if self._aborted.wait(seconds):
+            raise TrialsAborted
 
     # -- talking to the stack while parts of it are dead -----------------------------
 
@@ -165,7 +177,7 @@ class Chaos:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"shim {endpoint} unavailable")
-            time.sleep(0.2)
+            self._sleep(0.2)
 
     def _backend_get(self, path: str, **params: Any) -> dict[str, Any] | None:
         try:
@@ -183,7 +195,7 @@ class Chaos:
             ledger = self._backend_get("/api/sim/ledger", simulation_id=simulation_id)
             if ledger is not None or time.monotonic() > deadline:
                 return ledger or {}
-            time.sleep(0.2)
+            self._sleep(0.2)
 
     def _create_simulation(self, number: int) -> str:
         deadline = time.monotonic() + 60
@@ -197,7 +209,7 @@ class Chaos:
             except (httpx.HTTPError, KeyError, ValueError):
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                self._sleep(0.2)
 
     # -- killing -------------------------------------------------------------------
 
@@ -232,7 +244,7 @@ class Chaos:
                         return self._kill_host(host)
                     os.kill(pid, signal.SIGKILL)
                     return f"flow pid {pid}"
-                time.sleep(0.05)
+                self._sleep(0.05)
             return "no flow process alive"
         if target == "worker" and self.hosts > 1:
             executor = self._executor(flow_run_id)
@@ -313,7 +325,7 @@ class Chaos:
                 self._shim("resume", {"simulation_id": sim}, deadline)
             if status.get("status") in FINAL:
                 break
-            time.sleep(0.25)
+            self._sleep(0.25)
         trial.duration = time.monotonic() - started
         trial.final_status = str(status.get("status") or "")
         ledger = self._ledger(sim)
@@ -367,15 +379,25 @@ class Chaos:
             ]
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-                futures = [
-                    pool.submit(self._trial, n, target, at, alone < 0.5)
-                    for n, target, at, alone in plan
-                ]
+            pool = ThreadPoolExecutor(max_workers=self.parallel)
+            futures = [
+                pool.submit(self._trial, n, target, at, alone < 0.5)
+                for n, target, at, alone in plan
+            ]
+            try:
                 for future in futures:
                     trial = future.result()
                     results.append(trial)
                     self._report(trial)
+            except KeyboardInterrupt:
+                # Trials not begun are dropped; those under way end at their next look.
+                self.interrupted = True
+                self._aborted.set()
+                self.console.print(
+                    f"interrupted: {len(results)} of {self.trials} trials done; stopping the stack"
+                )
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         finally:
             self.supervisor.stop()
             if postgres is not None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from autopilot.devstack.chaos import INJECTIONS, TARGETS, check_invariants
+from tests.helpers import wait_until
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
 
@@ -59,3 +63,48 @@ def test_a_short_chaos_run_killing_whole_hosts_has_no_violation(tmp_path):
     assert result.returncode == 0, output[-4000:]
     assert "4 trials, 0 violations" in output
     assert output.count("(down 20s)") == 4  # every trial killed a whole host
+
+
+def test_an_interrupted_chaos_run_reports_the_trials_done_and_stops_its_stack(tmp_path):
+    """SIGTERM (as Ctrl-C) after the first trial: the trials not begun are dropped, the one
+    under way stops looking, the summary of those done is printed, nothing is left running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AUTOPILOT_"))}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    log = tmp_path / "chaos.log"
+    with log.open("wb") as out:
+        chaos = subprocess.Popen(
+            [sys.executable, "-c", "from autopilot.cli import main; main()", "chaos",
+             "--trials", "50", "--seed", "3", "--rounds", "10", "--targets", "simulator"],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: "recovery" in log.read_text(), timeout=300, interval=0.5,
+                       message="the first trial done")  # fmt: skip
+            chaos.send_signal(signal.SIGTERM)
+            code = chaos.wait(timeout=120)
+        finally:
+            if chaos.poll() is None:
+                chaos.kill()
+    output = log.read_text()
+    assert code == 130, output[-3000:]
+    done = re.search(r"interrupted after (\d+) of 50 trials", output)
+    assert done and 1 <= int(done.group(1)) < 50, output[-3000:]
+    assert "chaos summary" in output and f"{done.group(1)} trials, 0 violations" in output
+    workdir = re.search(r"chaos: stack in (\S+)", output)
+    assert workdir is not None
+    wait_until(lambda: not processes_mentioning(workdir.group(1)), timeout=30,
+               message="the harness's stack gone")  # fmt: skip
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Living processes whose command line or environment names `text` (a stack's folder)."""
+    wanted, found = text.encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(wanted in (entry / part).read_bytes() for part in ("cmdline", "environ")):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
