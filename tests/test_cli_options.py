@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -57,3 +58,12 @@ def test_every_help_screen_is_conventional_and_shows_an_example():
             assert odd not in shown, (path, odd, shown)
     chaos = runner.invoke(app, ["chaos", "--help"], env={"COLUMNS": "120"}).output
     assert "INTEGER RANGE [x>=1]" in chaos
+
+
+def test_an_unknown_log_format_is_refused_clearly():
+    result = subprocess.run(
+        [*AUTOPILOT, "status", "sim_x"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "AUTOPILOT_LOG_FORMAT": "xml"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "INVALID_LOG_FORMAT" in result.stderr and "Traceback" not in result.stderr

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from autopilot.errors import AutopilotError
+from autopilot.logs import use_log_format
 from autopilot.prefect_env import ensure_prefect_api_url
 
 APP_HELP = """Drive multimo simulations through their five steps with Prefect, unattended.
@@ -362,6 +363,7 @@ def main() -> None:
     """Console-script entry."""
     ensure_prefect_api_url()
     try:
+        use_log_format()
         # Without standalone mode click returns (not raises) the code of `typer.Exit`.
         code = app(standalone_mode=False)
         if isinstance(code, int) and code != 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,6 +46,7 @@ from autopilot.api_models import (
     StatusEnvelope,
 )
 from autopilot.errors import AutopilotError, InvalidInput
+from autopilot.logs import basic_config
 from autopilot.service.operations import AutopilotService
 from autopilot.settings import Settings, get_settings
 from autopilot.web.answers import (
@@ -197,4 +199,19 @@ def serve_api(settings: Settings | None = None) -> None:
             f"refusing to bind {settings.api_host} without AUTOPILOT_API_TOKEN set",
             error_code=ErrorCode.TOKEN_REQUIRED,
         )
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    # In JSON, uvicorn's loggers keep Prefect's configuration (its console handler writes JSON
+    # lines, autopilot/logs.py) instead of uvicorn's own formats.
+    json_logs = os.environ.get("AUTOPILOT_LOG_FORMAT") == "json"
+    log_config = None if json_logs else uvicorn.config.LOGGING_CONFIG
+    if json_logs:
+        # uvicorn's loggers then reach the root logger's JSON handler; the start-up and
+        # access lines are INFO, as in the human format.
+        basic_config()
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).setLevel(logging.INFO)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=log_config,
+    )

@@ -17,6 +17,7 @@ import os
 import anyio
 
 from autopilot.errors import InvalidInput
+from autopilot.logs import basic_config, use_log_format
 from autopilot.prefect_env import ensure_prefect_api_url
 from autopilot.settings import get_settings
 
@@ -99,7 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     ensure_prefect_api_url()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        use_log_format()
+    except InvalidInput as exc:
+        parser.error(exc.message)
+    basic_config()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         anyio.run(
