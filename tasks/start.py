@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefect import get_run_logger
 
 from autopilot.backend_models import RunStatus
+from autopilot.errors import BackendRejected
 from autopilot.models import BackendBaseline, StartResult, Step, StepContext
 from autopilot.run import crashpoints
 from autopilot.run.control import RunControl
@@ -55,6 +56,15 @@ def start_simulation(ctx: StepContext, baseline: BackendBaseline) -> StartResult
     outage = outage_tracker(ctx.options, Step.STARTING, base_delay=1.0)
     with backend_client() as client:
 
+        def adopted(status: RunStatus) -> StartResult:
+            return StartResult(
+                simulation_id=ctx.simulation_id,
+                adopted=True,
+                runner_status=status.runner_status,
+                total_rounds=status.total_rounds,
+                run_started_at=status.started_at,
+            )
+
         def look_then_start() -> StartResult:
             status = client.run_status(ctx.simulation_id)
             if not needs_start(status, baseline):
@@ -63,21 +73,31 @@ def start_simulation(ctx: StepContext, baseline: BackendBaseline) -> StartResult
                     ctx.simulation_id,
                     status.runner_status,
                 )
-                return StartResult(
-                    simulation_id=ctx.simulation_id,
-                    adopted=True,
-                    runner_status=status.runner_status,
-                    total_rounds=status.total_rounds,
-                    run_started_at=status.started_at,
-                )
+                return adopted(status)
             # An ended earlier run must be wiped, or the backend refuses or resumes it.
             force = status.runner_status in _ENDED
-            accepted = client.start(
-                ctx.simulation_id,
-                platform=ctx.options.platform,
-                max_rounds=ctx.options.max_rounds,
-                force=force,
-            )
+            crashpoints.reached(settings.data_dir, ctx.simulation_id, "start-about-to-request")
+            try:
+                accepted = client.start(
+                    ctx.simulation_id,
+                    platform=ctx.options.platform,
+                    max_rounds=ctx.options.max_rounds,
+                    force=force,
+                )
+            except BackendRejected:
+                # Refused because a run went live since the look: an attempt taken over while
+                # its POST /start was under way (measured under a start storm on a loaded
+                # host). That run is adopted like any live one; a refusal for another reason
+                # stands.
+                now = client.run_status(ctx.simulation_id)
+                if now.runner_status not in LIVE:
+                    raise
+                logger.warning(
+                    "simulation %s went %s while this attempt asked to start it: adopting it",
+                    ctx.simulation_id,
+                    now.runner_status,
+                )
+                return adopted(now)
             crashpoints.reached(settings.data_dir, ctx.simulation_id, "start-accepted")
             logger.info("simulation %s started (force=%s)", ctx.simulation_id, force)
             return StartResult(

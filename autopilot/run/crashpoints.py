@@ -8,6 +8,7 @@ SIGKILLs itself on the spot, exactly as a power cut would, leaving no chance to 
 Points:
     prepare-about-to-request  before POST /prepare (it decided to prepare)
     prepare-requested   after POST /prepare answered, before the step's result is persisted
+    start-about-to-request  before POST /start (it looked and decided to start)
     start-accepted      after POST /start answered, before the step's result is persisted
     monitor-polled      after a run-status poll during monitoring
     report-requested    after POST /report/generate answered
@@ -26,6 +27,7 @@ POINTS = frozenset(
     {
         "prepare-about-to-request",
         "prepare-requested",
+        "start-about-to-request",
         "start-accepted",
         "monitor-polled",
         "report-requested",
