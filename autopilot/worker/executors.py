@@ -77,3 +77,29 @@ def living_executor(data_dir: Path, flow_run_id: UUID | str, host: str | None = 
     if ticks is None or ticks != record.get("start_ticks"):
         return None
     return pid if process_alive(pid) else None
+
+
+def flow_processes_here() -> dict[UUID, int]:
+    """The flow processes running on this machine, by flow run id: every process whose
+    environment carries Prefect's `PREFECT__FLOW_RUN_ID` (a runner or a process worker sets
+    it before the process imports anything), living and not stopped (a SIGSTOPped process
+    is frozen, not starting). Processes of other users cannot be read and are skipped."""
+    found: dict[UUID, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for variable in environ.split(b"\0"):
+            if variable.startswith(b"PREFECT__FLOW_RUN_ID="):
+                pid = int(entry.name)
+                try:
+                    flow_run_id = UUID(variable.split(b"=", 1)[1].decode())
+                except ValueError:
+                    break
+                if process_state(pid) not in {None, "Z", "T", "t"}:
+                    found.setdefault(flow_run_id, pid)
+                break
+    return found

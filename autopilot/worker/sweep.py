@@ -25,6 +25,7 @@ from autopilot.worker.recovery import (
     running_runs,
     take_over_all,
 )
+from autopilot.worker.vouch import vouch_for_starting
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class Sweep:
         # worth of cancellations: older ones were seen by an earlier sweep.
         await resume_shut_down(client, deployments, timedelta(seconds=4 * self.every))
         runs = await running_runs(client, deployments)
+        # Runs still starting on this host: never judged here, and their lease moves for others.
+        vouched = await vouch_for_starting(client, runs, self.host_id)
         pending = [run for run in runs if run.state is not None and run.state.is_pending()]
         # The server's clock is read only when it is needed: PENDING runs are rare.
         now = await server_time(client) if pending else None
@@ -119,7 +122,7 @@ class Sweep:
         self._suspects = gone
         await take_over_all(client, here, "its process died after its runner", self.max_restarts)
         window = self.judge.window
-        stale = [run for run in runs if run.id in lapsed and run.id not in gone]
+        stale = [run for run in runs if run.id in lapsed - gone - vouched]
         reason = f"its lease lapsed: no sign of life for {window:.0f}s"
         await take_over_all(client, stale, reason, self.max_restarts)
 
