@@ -50,11 +50,14 @@ async def serve(
     from prefect.client.orchestration import get_client
     from prefect.runner import Runner
 
+    from autopilot.worker.accepted import note_runner_acceptances
     from autopilot.worker.recovery import recover_orphans
     from autopilot.worker.sweep import Sweep
     from flows.auto_pilot import auto_pilot
 
     settings = get_settings()
+    # Runs this worker's runner accepts are vouched for until their process marks its lease.
+    note_runner_acceptances()
     sweep = Sweep.from_settings([f"{auto_pilot.name}/{name}", *recover], sweep_seconds)
     runner = Runner(
         name=f"autopilot-{name}",

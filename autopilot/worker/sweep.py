@@ -18,6 +18,7 @@ from prefect.exceptions import ObjectNotFound
 from autopilot.errors import InvalidInput
 from autopilot.names import LEASE_LABEL
 from autopilot.settings import get_settings
+from autopilot.worker.accepted import accepted_here, forget_all_but
 from autopilot.worker.judge import LivenessJudge, died_here
 from autopilot.worker.recovery import (
     restart_crashed,
@@ -96,7 +97,8 @@ class Sweep:
         await resume_shut_down(client, deployments, timedelta(seconds=4 * self.every))
         runs = await running_runs(client, deployments)
         # Runs still starting on this host: never judged here, and their lease moves for others.
-        vouched = await vouch_for_starting(client, runs, self.host_id)
+        forget_all_but({run.id for run in runs if run.state and run.state.is_pending()})
+        vouched = await vouch_for_starting(client, runs, self.host_id, accepted_here())
         pending = [run for run in runs if run.state is not None and run.state.is_pending()]
         # The server's clock is read only when it is needed: PENDING runs are rare.
         now = await server_time(client) if pending else None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -51,8 +52,15 @@ def starting(run: FlowRun) -> bool:
     return mark is None or not mark.is_of(run.state.id)
 
 
-async def vouch_for_starting(client: PrefectClient, runs: list[FlowRun], host_id: str) -> set[UUID]:
-    """Write a mark for each starting run whose process lives here; the ids vouched for."""
+async def vouch_for_starting(
+    client: PrefectClient,
+    runs: list[FlowRun],
+    host_id: str,
+    accepted: frozenset[UUID] = frozenset(),
+) -> set[UUID]:
+    """Write a mark for each starting run whose process lives here, or (PENDING) that this
+    worker's own runner accepted (`accepted`, autopilot/worker/accepted.py): the pid is then
+    the worker's. The ids vouched for."""
     candidates = [run for run in runs if starting(run)]
     if not candidates:
         return set()
@@ -60,6 +68,8 @@ async def vouch_for_starting(client: PrefectClient, runs: list[FlowRun], host_id
     vouched: set[UUID] = set()
     for run in candidates:
         pid = here.get(run.id)
+        if pid is None and run.id in accepted and run.state and run.state.is_pending():
+            pid = os.getpid()
         if pid is None or run.state is None:
             continue
         state = VOUCHED + short_state(run.state.id)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
@@ -107,3 +108,42 @@ def crashed_states(flow_run_id: UUID) -> list[State]:
     with get_client(sync_client=True) as client:
         states = client.read_flow_run_states(flow_run_id)
     return [state for state in states if state.type == StateType.CRASHED]
+
+
+def test_runs_this_workers_runner_accepted_are_vouched_for_with_no_process_yet(
+    prefect_server, session_worker
+):
+    """What the worker's process sees when its runner accepts a run but has not spawned its
+    process yet (minutes under a start storm), through Prefect's own StateProposer."""
+    import anyio
+    from prefect.client.orchestration import get_client as get_async_client
+    from prefect.runner._state_proposer import StateProposer
+    from prefect.states import Cancelled, Scheduled
+
+    from autopilot.worker.accepted import accepted_here, note_runner_acceptances
+    from autopilot.worker.vouch import vouch_for_starting
+
+    assert note_runner_acceptances()
+
+    async def accept_then_vouch() -> tuple[UUID, set[UUID], LeaseMark | None]:
+        async with get_async_client() as client:
+            deployment = await client.read_deployment_by_name("auto-pilot/local")
+            # Far in the future: no runner of the session picks it up meanwhile.
+            later = Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"simulation_id": "sim_never"}, state=later
+            )
+            try:
+                assert await StateProposer(client=client).propose_pending(run)
+                assert run.id in accepted_here()
+                pending = await client.read_flow_run(run.id)
+                vouched = await vouch_for_starting(client, [pending], "this-host", accepted_here())
+                marked = await client.read_flow_run(run.id)
+                return run.id, vouched, LeaseMark.parse(marked.labels.get(LEASE_LABEL))
+            finally:
+                await client.set_flow_run_state(run.id, Cancelled(), force=True)
+
+    run_id, vouched, mark = anyio.run(accept_then_vouch)
+    assert vouched == {run_id}
+    assert mark is not None and mark.host == "this-host" and mark.pid == os.getpid()
+    assert mark.state.startswith(VOUCHED)
