@@ -27,13 +27,19 @@ DEFAULT_DEPLOYMENT_NAME = "local"
 
 
 def prepare_environment() -> None:
-    """Fix the paths every flow process inherits: data dir and result storage, absolute."""
+    """Fix what every flow process inherits: data dir and result storage (absolute), and
+    Prefect's client retrying a server error."""
     settings = get_settings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["AUTOPILOT_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(settings.results_path))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A Prefect server on PostgreSQL answers 500 when its connection pool is exhausted (100
+    # runs starting at once: "QueuePool limit ... reached", many_hosts_load on fa6a7e9), and a
+    # flow whose start-up read got one failed. Prefect's client retries 429/502/503 with
+    # back-off; 500 too, in the flow processes, which inherit this environment.
+    os.environ.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")
     get_settings.cache_clear()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from autopilot.run import crashpoints
 from autopilot.worker.executors import living_executor, process_state
@@ -23,6 +24,10 @@ def test_a_start_that_landed_after_the_look_is_adopted(stack: Stack):
         lambda: (p := living_executor(stack.data_dir, run_id)) and process_state(p) == "T" and p,
         timeout=90, interval=0.2, message="the attempt frozen before POST /start",
     )  # fmt: skip
+    # Flow processes retry a Prefect server error (a PostgreSQL server out of pooled
+    # connections answers 500): they inherit the worker's setting.
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"PREFECT_CLIENT_RETRY_EXTRA_CODES=500" in environ
     # The other request lands meanwhile.
     with stack.backend() as backend:
         backend.start(sim)
