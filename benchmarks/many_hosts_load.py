@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,10 +69,12 @@ def main() -> None:
               "the first launch", flush=True)  # fmt: skip
         hosts_of_runs = Counter(lease_of(r).host for r in runs)  # type: ignore[union-attr]
         print(f"runs per host: {dict(sorted(hosts_of_runs.items()))}")
+        down_at = datetime.now(UTC)
         start_again = cluster.stop_prefect()
         print(f"Prefect server down for {args.outage:.0f}s", flush=True)
         time.sleep(args.outage)
         start_again()
+        up_at = datetime.now(UTC)
         print("Prefect server up again", flush=True)
 
         def all_ended() -> bool:
@@ -82,10 +85,16 @@ def main() -> None:
 
         wait_until(all_ended, timeout=args.rounds * args.round_seconds + 1800, interval=10)
         ended = Counter(read_flow_run(r).state.type.value for r in runs)
-        crashed = sum(1 for r in runs for s in state_history(r) if s.type.value == "CRASHED")
+        crashes = [s.timestamp for r in runs for s in state_history(r) if s.type.value == "CRASHED"]
+        # The outage's verdicts: from its start to one window after it (a judge needs a window
+        # of watching after its first successful look).
+        during = sum(1 for at in crashes if down_at <= at <= up_at + timedelta(seconds=20))
+        before = sum(1 for at in crashes if at < down_at)
         effects = Counter(tuple(sorted(cluster.ledger(s).items())) for s in runs.values())
         print(f"ended: {dict(ended)}; failures {args.active - ended['COMPLETED']}")
-        print(f"false dead verdicts (Crashed states, nothing was killed): {crashed}")
+        print(f"false dead verdicts (Crashed states, nothing was killed): {len(crashes)}: "
+              f"{before} while starting, {during} in the outage (+1 window), "
+              f"{len(crashes) - before - during} after")  # fmt: skip
         for ledger, count in effects.items():
             print(f"  {count} simulations with ledger {dict(ledger)}")
 
