@@ -17,6 +17,7 @@ import pytest
 
 from autopilot.run import crashpoints
 from autopilot.worker.executors import process_state
+from autopilot.worker.vouch import VOUCHED
 from tests.conftest import SESSION_DIR
 from tests.helpers import wait_until
 from tests.hosts.cluster import (
@@ -52,8 +53,11 @@ def started_on(host: Host, cluster: Cluster, rounds: int) -> tuple[str, object]:
     """A simulation whose auto-pilot runs on `host` (the only host up when it starts)."""
     sim = cluster.create_simulation(rounds=rounds)
     run_id = launch(sim, deployment=DEPLOYMENT)
+    # The flow's own mark: a worker's vouching mark (its process still starting) may come
+    # first, with the worker's pid and a beat of the worker's.
     wait_until(
-        lambda: (mark := lease_of(run_id)) is not None and mark.host == host.name,
+        lambda: (mark := lease_of(run_id)) is not None and mark.host == host.name
+        and not mark.state.startswith(VOUCHED),
         timeout=60, interval=0.2, message=f"the run's lease held by {host.name}",
     )  # fmt: skip
     return sim, run_id
