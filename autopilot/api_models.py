@@ -206,6 +206,13 @@ class ErrorCode(StrEnum):
     STARTUP_FAILED = "STARTUP_FAILED"
     # autopilot/worker/sweep.py, at a worker's start-up only.
     INVALID_TIMINGS = "INVALID_TIMINGS"
+    # The CLI's `up --database-url`, `notify` and the log format switch.
+    INVALID_DATABASE_URL = "INVALID_DATABASE_URL"
+    INVALID_LOG_FORMAT = "INVALID_LOG_FORMAT"
+    INVALID_OUTCOME = "INVALID_OUTCOME"
+    INVALID_WEBHOOK_URL = "INVALID_WEBHOOK_URL"
+    INVALID_ID = "INVALID_ID"
+    NOTIFICATION_NOT_FOUND = "NOTIFICATION_NOT_FOUND"
 
 
 class ErrorEnvelope(BaseModel):
