@@ -46,6 +46,11 @@ class Hook:
     outcomes: list[str]
 
 
+def event_of(state: str) -> str:
+    """The event Prefect emits when a flow run enters `state` ("Completed")."""
+    return f"prefect.flow-run.{state}"
+
+
 def parse_outcomes(value: str) -> list[str]:
     chosen = [part.strip().lower() for part in value.split(",") if part.strip()]
     unknown = sorted(set(chosen) - set(OUTCOMES))
@@ -98,10 +103,10 @@ def add(url: str, outcomes: list[str]) -> Hook:
     payload = PAYLOAD_TEMPLATE.replace("UI_BASE", ui_base)
     automation = AutomationCore(
         name=f"auto-pilot: POST {target} on {', '.join(outcomes)}",
-        description=f"block {block_name}; outcomes {','.join(outcomes)}",
+        description=f"webhook block {block_name}",
         tags=[NOTIFY_TAG],
         trigger=EventTrigger(
-            expect={f"prefect.flow-run.{OUTCOMES[name]}" for name in outcomes},
+            expect={event_of(OUTCOMES[name]) for name in outcomes},
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAME},
             posture=Posture.Reactive,
@@ -125,7 +130,9 @@ def hooks() -> list[Hook]:
     for automation in automations:
         if NOTIFY_TAG not in automation.tags:
             continue
-        outcomes = automation.description.rsplit("outcomes ", 1)[-1].split(",")
+        # The outcomes as the trigger has them now (an edit in the UI included).
+        expected: set[str] = getattr(automation.trigger, "expect", set())
+        outcomes = [name for name, state in OUTCOMES.items() if event_of(state) in expected]
         target = automation.name.split("POST ", 1)[-1].rsplit(" on ", 1)[0]
         found.append(Hook(automation.id, target, outcomes))
     return found

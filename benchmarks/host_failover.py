@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 WORK = Path(tempfile.mkdtemp(prefix="autopilot-bench-failover-"))
 os.environ.update(PREFECT_HOME=str(WORK / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
 
-from autopilot.worker.vouch import VOUCHED  # noqa: E402
+from autopilot.worker.vouch import is_vouching  # noqa: E402
 from benchmarks.bench_support import code_version, percentile  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
 from tests.hosts.cluster import (  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> None:
             wait_until(
                 # The new attempt's own mark, not its worker's vouching while it starts.
                 lambda r=run_id, v=victim_name: (m := lease_of(r)) is not None and m.host != v
-                and not m.state.startswith(VOUCHED),
+                and not is_vouching(m),
                 timeout=180, interval=0.2,
             )  # fmt: skip
             running.append(time.time() - killed_at)

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# The `autopilot` command as a person runs it, in this interpreter.
+AUTOPILOT = [sys.executable, "-c", "from autopilot.cli import main; main()"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -110,6 +110,20 @@ def launch(
     return flow_run.id  # type: ignore[union-attr]
 
 
+def accepted_and_never_started(simulation_id: str, deployment: str) -> UUID:
+    """A flow run of `deployment` created directly in Pending: what a runner leaves that
+    accepted it and has not (or never will have) proposed Running. No runner picks it up."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending
+
+    with get_client(sync_client=True) as client:
+        found = client.read_deployment_by_name(deployment)
+        run = client.create_flow_run_from_deployment(
+            found.id, parameters={"simulation_id": simulation_id}, state=Pending()
+        )
+    return run.id
+
+
 def read_flow_run(flow_run_id: UUID) -> Any:
     from prefect.client.orchestration import get_client
 

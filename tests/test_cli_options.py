@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Any
 
-AUTOPILOT = [sys.executable, "-c", "from autopilot.cli import main; main()"]
+from tests.helpers import AUTOPILOT
 
 
 def autopilot(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,15 +6,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from autopilot.devstack.supervisor import port_in_use
-from tests.helpers import free_port, wait_until
+from tests.helpers import AUTOPILOT, free_port, wait_until
 
-AUTOPILOT = [sys.executable, "-c", "from autopilot.cli import main; main()"]
 PREFIX = "/api/simulation/auto-pilot"
 
 

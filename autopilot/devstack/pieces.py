@@ -210,16 +210,13 @@ def processes_of_host(host_id: str) -> list[int]:
     """Every living process whose environment names `host_id` (`AUTOPILOT_HOST_ID`): a
     "host" of a many-hosts stack on this machine, its worker and its flow processes, also
     those that outlived their worker."""
+    from autopilot.worker.executors import process_environments
+
     if not host_id:
         return []  # an empty identity would name every process started without one
-    wanted = f"AUTOPILOT_HOST_ID={host_id}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if wanted in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-    return pids
+    wanted = host_id.encode()
+    return [
+        pid
+        for pid, environ in process_environments()
+        if environ.get(b"AUTOPILOT_HOST_ID") == wanted
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -79,12 +80,9 @@ def living_executor(data_dir: Path, flow_run_id: UUID | str, host: str | None = 
     return pid if process_alive(pid) else None
 
 
-def flow_processes_here() -> dict[UUID, int]:
-    """The flow processes running on this machine, by flow run id: every process whose
-    environment carries Prefect's `PREFECT__FLOW_RUN_ID` (a runner or a process worker sets
-    it before the process imports anything), living and not stopped (a SIGSTOPped process
-    is frozen, not starting). Processes of other users cannot be read and are skipped."""
-    found: dict[UUID, int] = {}
+def process_environments() -> Iterator[tuple[int, dict[bytes, bytes]]]:
+    """Every process of this machine whose environment can be read (our user's), with it.
+    Processes of other users, and those gone meanwhile, are skipped."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -92,14 +90,22 @@ def flow_processes_here() -> dict[UUID, int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        for variable in environ.split(b"\0"):
-            if variable.startswith(b"PREFECT__FLOW_RUN_ID="):
-                pid = int(entry.name)
-                try:
-                    flow_run_id = UUID(variable.split(b"=", 1)[1].decode())
-                except ValueError:
-                    break
-                if process_state(pid) not in {None, "Z", "T", "t"}:
-                    found.setdefault(flow_run_id, pid)
-                break
+        variables = (item.partition(b"=") for item in environ.split(b"\0") if item)
+        yield int(entry.name), {name: value for name, _, value in variables}
+
+
+def flow_processes_here() -> dict[UUID, int]:
+    """The flow processes running on this machine, by flow run id: every process whose
+    environment carries Prefect's `PREFECT__FLOW_RUN_ID` (a runner or a process worker sets
+    it before the process imports anything), living and not stopped (a SIGSTOPped process
+    is frozen, not starting)."""
+    found: dict[UUID, int] = {}
+    for pid, environ in process_environments():
+        value = environ.get(b"PREFECT__FLOW_RUN_ID")
+        if value is None or process_state(pid) in {None, "Z", "T", "t"}:
+            continue
+        try:
+            found.setdefault(UUID(value.decode()), pid)
+        except ValueError:
+            continue
     return found

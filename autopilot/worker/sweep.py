@@ -96,10 +96,10 @@ class Sweep:
         # worth of cancellations: older ones were seen by an earlier sweep.
         await resume_shut_down(client, deployments, timedelta(seconds=4 * self.every))
         runs = await running_runs(client, deployments)
-        # Runs still starting on this host: never judged here, and their lease moves for others.
-        forget_all_but({run.id for run in runs if run.state and run.state.is_pending()})
-        vouched = await vouch_for_starting(client, runs, self.host_id, accepted_here())
         pending = [run for run in runs if run.state is not None and run.state.is_pending()]
+        # Runs still starting on this host: never judged here, and their lease moves for others.
+        forget_all_but({run.id for run in pending})
+        vouched = await vouch_for_starting(client, runs, self.host_id, accepted_here())
         # The server's clock is read only when it is needed: PENDING runs are rare.
         now = await server_time(client) if pending else None
         lapsed = self.judge.observe(

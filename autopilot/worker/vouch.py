@@ -40,6 +40,11 @@ _beats = itertools.count(1)
 VOUCHED = "vouched-"
 
 
+def is_vouching(mark: LeaseMark) -> bool:
+    """Whether a worker wrote the mark for a process still starting (not the flow's own)."""
+    return mark.state.startswith(VOUCHED)
+
+
 def starting(run: FlowRun) -> bool:
     """PENDING, or RUNNING with no mark of its current stint yet."""
     if run.state is None:

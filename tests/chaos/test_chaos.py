@@ -7,9 +7,9 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from autopilot.devstack.chaos import INJECTIONS, TARGETS, check_invariants
+from autopilot.worker.executors import process_alive, process_environments
 from tests.helpers import wait_until
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
@@ -97,14 +97,11 @@ def test_an_interrupted_chaos_run_reports_the_trials_done_and_stops_its_stack(tm
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Living processes whose command line or environment names `text` (a stack's folder)."""
-    wanted, found = text.encode(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if any(wanted in (entry / part).read_bytes() for part in ("cmdline", "environ")):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    """Living processes whose environment names `text` (a stack's folder: each piece gets its
+    data dir, Prefect home or result path there)."""
+    wanted = text.encode()
+    return [
+        pid
+        for pid, environ in process_environments()
+        if process_alive(pid) and any(wanted in value for value in environ.values())
+    ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, wait_until
+from tests.helpers import AUTOPILOT, free_port, wait_until
 from tests.prefect_stack import launch, wait_for_state
 from tests.stack_fixtures import Stack
-
-AUTOPILOT = [sys.executable, "-c", "from autopilot.cli import main; main()"]
 
 
 class Receiver:

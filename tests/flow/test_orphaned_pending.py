@@ -4,9 +4,8 @@ taken over and completes: judged by its age on the Prefect server's clock."""
 from __future__ import annotations
 
 from prefect.client.orchestration import get_client
-from prefect.states import Pending
 
-from tests.prefect_stack import read_flow_run, wait_for_state
+from tests.prefect_stack import accepted_and_never_started, read_flow_run, wait_for_state
 from tests.stack_fixtures import named_stack
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
@@ -22,17 +21,15 @@ def test_a_run_left_pending_by_a_dead_runner_is_taken_over_and_completes(prefect
         AUTOPILOT_LEASE_RENEW_EVERY="1",
     ) as stack:
         sim = stack.create_simulation(rounds=4)
-        with get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("auto-pilot/orphaned-pending")
-            # What a runner that died right after accepting the run leaves: Pending, and no
-            # process will ever propose Running.
-            run = client.create_flow_run_from_deployment(
-                deployment.id, parameters={"simulation_id": sim}, state=Pending()
-            )
-        done = wait_for_state(run.id, {"COMPLETED"}, timeout=120)
+        # What a runner that died right after accepting the run leaves: no process will ever
+        # propose Running.
+        run_id = accepted_and_never_started(sim, "auto-pilot/orphaned-pending")
+        done = wait_for_state(run_id, {"COMPLETED"}, timeout=120)
         history = [s for s in read_states(done.id) if s.type.value == "CRASHED"]
         assert [s.message for s in history] == ["its lease lapsed: no sign of life for 10s"]
         assert stack.ledger(sim) == ONE_OF_EACH
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("auto-pilot/orphaned-pending")
         assert read_flow_run(done.id).deployment_id == deployment.id
 
 

@@ -18,12 +18,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, StateType
 from prefect.states import Pending, Running
 
-from autopilot.liveness import LeaseMark
+from autopilot.liveness import LeaseMark, short_state
 from autopilot.names import LEASE_LABEL
 from autopilot.worker.executors import flow_processes_here
-from autopilot.worker.vouch import VOUCHED, starting
+from autopilot.worker.vouch import VOUCHED, is_vouching, starting
 from tests.helpers import wait_until
-from tests.prefect_stack import read_flow_run, wait_for_state
+from tests.prefect_stack import accepted_and_never_started, read_flow_run, wait_for_state
 from tests.stack_fixtures import named_stack
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
@@ -63,9 +63,9 @@ def test_which_runs_are_starting():
         return FlowRun(flow_id=uuid4(), state=state, labels=labels)
 
     running = Running()
-    own = LeaseMark("h", 1, 1, running.id.hex[:12], 3).render()
-    vouched = LeaseMark("h", 1, 1, VOUCHED + running.id.hex[:12], 3).render()
-    older = LeaseMark("h", 1, 1, uuid4().hex[:12], 3).render()
+    own = LeaseMark("h", 1, 1, short_state(running.id), 3).render()
+    vouched = LeaseMark("h", 1, 1, VOUCHED + short_state(running.id), 3).render()
+    older = LeaseMark("h", 1, 1, short_state(uuid4()), 3).render()
     assert starting(run(Pending()))
     assert starting(run(running)) and starting(run(running, vouched))
     assert starting(run(running, older))  # a mark of an earlier stint
@@ -77,28 +77,24 @@ def test_a_starting_run_is_vouched_for_until_its_process_is_gone(prefect_server,
         "vouching", *simulator, AUTOPILOT_LEASE_WINDOW="8", AUTOPILOT_LEASE_RENEW_EVERY="1"
     ) as stack:
         sim = stack.create_simulation(rounds=3)
-        with get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("auto-pilot/vouching")
-            # Accepted by a runner on this host, its process still importing: no mark yet.
-            run = client.create_flow_run_from_deployment(
-                deployment.id, parameters={"simulation_id": sim}, state=Pending()
-            )
+        # Accepted by a runner on this host, its process still importing: no mark yet.
+        run_id = accepted_and_never_started(sim, "auto-pilot/vouching")
 
         def mark() -> LeaseMark | None:
-            return LeaseMark.parse(read_flow_run(run.id).labels.get(LEASE_LABEL))
+            return LeaseMark.parse(read_flow_run(run_id).labels.get(LEASE_LABEL))
 
-        with starting_process(run.id) as proc:
+        with starting_process(run_id) as proc:
             first = wait_until(mark, timeout=30, message="a vouching mark")
-            assert first.pid == proc.pid and first.state.startswith(VOUCHED)
+            assert first.pid == proc.pid and is_vouching(first)
             # Well past what a PENDING run is allowed without a sign of life (3 windows: 24 s,
             # on the server's clock too), the worker sweeping every 3 s.
             wait_until(lambda: (m := mark()) and m.beat >= first.beat + 12, timeout=120,
                        interval=1, message="twelve more vouching beats")  # fmt: skip
-            assert crashed_states(run.id) == []
-            assert read_flow_run(run.id).state.type == StateType.PENDING
+            assert crashed_states(run_id) == []
+            assert read_flow_run(run_id).state.type == StateType.PENDING
         # The process is gone: nobody vouches, the run is taken over and completes.
-        wait_for_state(run.id, {"COMPLETED"}, timeout=180)
-        assert [s.message for s in crashed_states(run.id)] == [
+        wait_for_state(run_id, {"COMPLETED"}, timeout=180)
+        assert [s.message for s in crashed_states(run_id)] == [
             "its lease lapsed: no sign of life for 8s"
         ]
         assert stack.ledger(sim) == ONE_OF_EACH
@@ -146,4 +142,4 @@ def test_runs_this_workers_runner_accepted_are_vouched_for_with_no_process_yet(
     run_id, vouched, mark = anyio.run(accept_then_vouch)
     assert vouched == {run_id}
     assert mark is not None and mark.host == "this-host" and mark.pid == os.getpid()
-    assert mark.state.startswith(VOUCHED)
+    assert is_vouching(mark)

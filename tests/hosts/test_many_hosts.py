@@ -17,7 +17,7 @@ import pytest
 
 from autopilot.run import crashpoints
 from autopilot.worker.executors import process_state
-from autopilot.worker.vouch import VOUCHED
+from autopilot.worker.vouch import is_vouching
 from tests.conftest import SESSION_DIR
 from tests.helpers import wait_until
 from tests.hosts.cluster import (
@@ -57,7 +57,7 @@ def started_on(host: Host, cluster: Cluster, rounds: int) -> tuple[str, object]:
     # first, with the worker's pid and a beat of the worker's.
     wait_until(
         lambda: (mark := lease_of(run_id)) is not None and mark.host == host.name
-        and not mark.state.startswith(VOUCHED),
+        and not is_vouching(mark),
         timeout=60, interval=0.2, message=f"the run's lease held by {host.name}",
     )  # fmt: skip
     return sim, run_id

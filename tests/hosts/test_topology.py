@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ from autopilot.devstack.supervisor import port_in_use
 from autopilot.liveness import LeaseMark
 from autopilot.names import LEASE_LABEL
 from tests.conftest import SESSION_DIR
-from tests.helpers import free_port, start_simulator, stop_process, wait_until
+from tests.helpers import AUTOPILOT, free_port, start_simulator, stop_process, wait_until
 
-AUTOPILOT = [sys.executable, "-c", "from autopilot.cli import main; main()"]
 PREFIX = "/api/simulation/auto-pilot"
 SERVER_ADDRESS = "127.0.0.2"
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
