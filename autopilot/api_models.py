@@ -18,6 +18,8 @@ SIMULATION_ID_CHARS = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 SIMULATION_ID_MAX_LENGTH = 200
 # What the service's `parse_mode` accepts; documented here, enforced there (same message).
 MODE_PATTERN = r"^\s*(?:[Aa][Uu][Tt][Oo]|[Mm][Aa][Nn][Uu][Aa][Ll])\s*$"
+# The steps `start` may begin at (the service also takes them in capitals).
+FROM_STEP_PATTERN = r"^\s*(?:preparing|starting|monitoring|generating_report)\s*$"
 
 
 class Mode(StrEnum):
@@ -55,6 +57,27 @@ class ConfigRequest(SimulationRequest):
 
 class StartRequest(SimulationRequest):
     force: bool = False
+    # Checked in the service (clear message, INVALID_STEP), not by an enum.
+    from_step: str | None = Field(
+        default=None,
+        json_schema_extra={"pattern": FROM_STEP_PATTERN},
+        description=(
+            "With force=true: begin the new generation at this step; the steps before it are "
+            "taken as done from the latest generation that finished them. One of preparing, "
+            "starting, monitoring, generating_report."
+        ),
+    )
+
+
+class ResumeRequest(SimulationRequest):
+    note: str | None = Field(
+        default=None,
+        max_length=2000,
+        description=(
+            "When the auto-pilot waits for a confirmation (manual mode): a note kept with the "
+            "run, as the Prefect UI's Resume form takes it."
+        ),
+    )
 
 
 class _Answer(BaseModel):
@@ -122,6 +145,8 @@ class AutopilotStatus(_Answer):
     generation: int = 0
     heartbeat_at: datetime | None = None
     heartbeat_age_seconds: float | None = None
+    # Manual mode: the run waits (paused) for a confirmation to run `current_step`.
+    awaiting_confirmation: bool = False
 
 
 class NoStateStatus(_Answer):
@@ -175,11 +200,13 @@ class ErrorCode(StrEnum):
     INVALID_SIMULATION_ID = "INVALID_SIMULATION_ID"
     INVALID_MODE = "INVALID_MODE"
     SIMULATION_NOT_FOUND = "SIMULATION_NOT_FOUND"
-    MODE_NOT_AUTO = "MODE_NOT_AUTO"
     NOT_ACTIVE = "NOT_ACTIVE"
     ALREADY_PAUSED = "ALREADY_PAUSED"
     NOT_PAUSED = "NOT_PAUSED"
     DEPLOYMENT_NOT_FOUND = "DEPLOYMENT_NOT_FOUND"
+    INVALID_STEP = "INVALID_STEP"
+    FROM_STEP_NEEDS_FORCE = "FROM_STEP_NEEDS_FORCE"
+    STEP_NOT_REACHED = "STEP_NOT_REACHED"
     # tasks/*.py: a step's failure, should one ever travel up to an answer.
     SIMULATION_FAILED = "SIMULATION_FAILED"
     SIMULATION_STOPPED = "SIMULATION_STOPPED"

@@ -442,9 +442,12 @@ class MultimoClient:
 
     # -- reports -----------------------------------------------------------------------
 
-    def generate_report(self, simulation_id: str) -> ReportAccepted:
-        """Ask for a report; the answer says whether one already existed."""
-        body = {"simulation_id": simulation_id}
+    def generate_report(self, simulation_id: str, force_regenerate: bool = False) -> ReportAccepted:
+        """Ask for a report; the answer says whether one already existed (multimo answers
+        with a completed report of the simulation, any run's, unless `force_regenerate`)."""
+        body: dict[str, Any] = {"simulation_id": simulation_id}
+        if force_regenerate:
+            body["force_regenerate"] = True
         self._before_change("POST /api/report/generate")
         return self._fetch(ReportAccepted, "POST", "/api/report/generate", json=body)
 

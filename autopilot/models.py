@@ -27,6 +27,14 @@ STARTED_STEPS = frozenset(
     {Step.STARTING.value, Step.MONITORING.value, Step.GENERATING_REPORT.value}
 )
 
+# The steps a restart may begin at (`start force from_step=...`), in the flow's order.
+RESTARTABLE_STEPS = (Step.PREPARING, Step.STARTING, Step.MONITORING, Step.GENERATING_REPORT)
+
+
+def steps_before(step: Step) -> tuple[Step, ...]:
+    """The restartable steps the flow runs before `step` (none before PREPARING)."""
+    return RESTARTABLE_STEPS[: RESTARTABLE_STEPS.index(step)]
+
 
 class RunOptions(BaseModel):
     """Per-run options; None means "use the worker's settings"."""
@@ -52,6 +60,10 @@ class SimulationConfig(BaseModel):
     generation_id: str | None = None
     # What began the current generation ("stop", "reset", "force"): status says so until it runs.
     begun_by: str | None = None
+    # A generation begun at a later step: the steps before `from_step` are taken as done,
+    # as generation `steps_from_generation` finished them (every attempt of it reads this).
+    from_step: Step | None = None
+    steps_from_generation: int | None = None
 
 
 class BackendBaseline(BaseModel):
@@ -74,6 +86,16 @@ class StepContext(BaseModel):
     generation: int = 0
     generation_id: str
     options: RunOptions = Field(default_factory=RunOptions)
+    from_step: Step | None = None
+    steps_from_generation: int | None = None
+
+    def taken_as_done(self, step: Step) -> bool:
+        """Whether this generation takes `step` as done (it began at a later step)."""
+        return self.from_step is not None and step in steps_before(self.from_step)
+
+    def taken_from(self) -> str:
+        """Where a step taken as done was done, for progress and logs."""
+        return f"taken as done from generation {self.steps_from_generation}"
 
 
 class PrepareResult(BaseModel):

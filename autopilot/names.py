@@ -182,6 +182,23 @@ def step_of_task_run(name: str) -> str:
     return name.split("-", 1)[0]
 
 
+# A manual-mode wait before a step is a suspension with this pause key: status tells it from
+# a person's pause (a random key), and Prefect never suspends twice on one key in a run.
+# Prefect builds the run-input keys from it: lowercase letters, digits and dashes only.
+CONFIRM_KEY_PREFIX = f"{PREFIX}-confirm-"
+
+
+def confirm_key(step: str) -> str:
+    return CONFIRM_KEY_PREFIX + step.replace("_", "-")
+
+
+def step_awaiting_confirmation(pause_key: str | None) -> str | None:
+    """The step a suspended run waits to be confirmed for (None: not such a wait)."""
+    if pause_key is None or not pause_key.startswith(CONFIRM_KEY_PREFIX):
+        return None
+    return pause_key.removeprefix(CONFIRM_KEY_PREFIX).replace("-", "_")
+
+
 def crashpoint_dir_name(simulation_id: str) -> str:
     """The folder of a simulation's armed crash points."""
     return simulation_token(simulation_id)

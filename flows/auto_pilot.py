@@ -1,5 +1,8 @@
 """The auto-pilot flow: PREPARING → STARTING → MONITORING → GENERATING_REPORT → COMPLETED.
 
+In manual mode the run waits (suspended) for a person's confirmation between two steps
+(autopilot/run/confirm.py).
+
 It only sequences the steps. Whoever created the run (the shim, the CLI, the Prefect UI,
 `prefect deployment run`), it first becomes the simulation's one auto-pilot or ends at once
 (autopilot/run/claim.py). A step that yields to a pause or stop is called again: that call is
@@ -14,10 +17,11 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Cancelled
 
 from autopilot.errors import StepFailed
-from autopilot.models import Outcome, RunOptions
+from autopilot.models import Outcome, RunOptions, Step
 from autopilot.names import FLOW_NAME
 from autopilot.run.attempt import begin_attempt, flow_run_name, record_failure
 from autopilot.run.claim import Refused, Superseded
+from autopilot.run.confirm import confirm_before
 from autopilot.run.driver import RunStopped, until_done
 from autopilot.run.hooks import (
     reached_starting,
@@ -54,8 +58,11 @@ def auto_pilot(
         return Cancelled(message=str(exc))
     try:
         prepared = until_done(prepare_simulation, ctx)
+        confirm_before(ctx, Step.STARTING)
         until_done(start_simulation, ctx, prepared.baseline)
+        confirm_before(ctx, Step.MONITORING)
         monitored = until_done(monitor_simulation, ctx)
+        confirm_before(ctx, Step.GENERATING_REPORT)
         report = until_done(generate_report, ctx, prepared.baseline)
         return until_done(complete, ctx, monitored, report)  # type: ignore[no-any-return]
     except RunStopped as exc:

@@ -57,6 +57,11 @@ class StartRequest(SimulationRef):
     force: bool = False
 
 
+class ReportRequest(SimulationRef):
+    # multimo: a completed report is answered again (`already_generated`) unless forced.
+    force_regenerate: bool = False
+
+
 class ReportStatusRequest(SimulationRef):
     # Any type: its mere presence triggers the 500 quirk, whatever its value.
     task_id: Any = None

@@ -44,7 +44,9 @@ def report_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def submit(store: Store, simulation_id: str, report_seconds: float) -> dict[str, Any]:
+def submit(
+    store: Store, simulation_id: str, report_seconds: float, force_regenerate: bool = False
+) -> dict[str, Any]:
     with store.write() as conn:
         if (
             conn.execute(
@@ -65,7 +67,7 @@ def submit(store: Store, simulation_id: str, report_seconds: float) -> dict[str,
             " ORDER BY rowid DESC LIMIT 1",
             (simulation_id, run["epoch"]),
         ).fetchone()
-        if existing is not None:
+        if existing is not None and not force_regenerate:
             # Deduplicated, as multimo does, but ledgered: a client that asks for a report it
             # already has is caught even though no second report is made.
             append_ledger(
@@ -102,7 +104,9 @@ def status(store: Store, simulation_id: str) -> dict[str, Any]:
             "SELECT r.* FROM reports r JOIN runs u ON u.simulation_id = r.simulation_id"
             " AND u.epoch = r.epoch WHERE r.simulation_id = ?"
             " AND r.status IN ('completed', 'pending', 'processing')"
-            " ORDER BY r.status = 'completed', r.rowid DESC LIMIT 1",
+            # multimo answers with a completed report first: while a report is generated
+            # again, polling by simulation id names the earlier one.
+            " ORDER BY r.status != 'completed', r.rowid DESC LIMIT 1",
             (simulation_id,),
         ).fetchone()
     if row is None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from simulator import report_task
-from simulator.api_models import ReportStatusRequest, SimulationRef
+from simulator.api_models import ReportRequest, ReportStatusRequest
 from simulator.context import Context, get_context
 from simulator.errors import ApiError, ok
 
@@ -16,8 +16,10 @@ Ctx = Annotated[Context, Depends(get_context)]
 
 
 @router.post("/generate")
-def generate(body: SimulationRef, ctx: Ctx) -> dict[str, Any]:
-    return ok(report_task.submit(ctx.store, body.simulation_id, ctx.report_seconds))
+def generate(body: ReportRequest, ctx: Ctx) -> dict[str, Any]:
+    return ok(
+        report_task.submit(ctx.store, body.simulation_id, ctx.report_seconds, body.force_regenerate)
+    )
 
 
 @router.post("/generate/status")

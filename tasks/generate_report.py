@@ -30,10 +30,18 @@ def is_this_generations_report(report: Report, baseline: BackendBaseline) -> boo
 def _existing_report(
     client: MultimoClient, simulation_id: str, baseline: BackendBaseline
 ) -> Report | None:
-    for report in client.list_reports(simulation_id):
-        if report.status == "completed" and is_this_generations_report(report, baseline):
-            return report
-    return None
+    ours = _this_generations_reports(client, simulation_id, baseline)
+    return next((report for report in ours if report.status == "completed"), None)
+
+
+def _this_generations_reports(
+    client: MultimoClient, simulation_id: str, baseline: BackendBaseline
+) -> list[Report]:
+    return [
+        report
+        for report in client.list_reports(simulation_id)
+        if is_this_generations_report(report, baseline)
+    ]
 
 
 class _ReportWatch:
@@ -60,6 +68,10 @@ class _ReportWatch:
         def finished() -> Report | None:
             nonlocal report_id
             status = self.client.report_generation_status(sim)
+            if status is not None and status.report_id in self.baseline.report_ids:
+                # multimo names an earlier completed report while a new one is made: only
+                # the new report's own record tells how it goes.
+                status = None
             report_id = (status.report_id if status else None) or report_id
             if status is not None and status.status not in {"completed", "failed"}:
                 self.progress.publish(
@@ -98,14 +110,21 @@ def generate_report(ctx: StepContext, baseline: BackendBaseline) -> ReportResult
 
         def look_then_generate() -> tuple[Report | None, str | None]:
             """(this generation's finished report, or the id of the one being made)."""
-            report = _existing_report(client, ctx.simulation_id, baseline)
-            if report is not None:
-                return report, None
+            ours = _this_generations_reports(client, ctx.simulation_id, baseline)
+            if done := [report for report in ours if report.status == "completed"]:
+                return done[0], None
+            # Found by the report list first: while an earlier report exists, multimo's
+            # status by simulation names that one, not the one being made.
+            if making := [report for report in ours if report.status in _IN_PROGRESS]:
+                logger.info("adopting the report %s being made", making[0].report_id)
+                return None, making[0].report_id
             running = client.report_generation_status(ctx.simulation_id)
             if running is not None and running.status in _IN_PROGRESS:
                 logger.info("adopting the report generation already in progress")
                 return None, running.report_id
-            accepted = client.generate_report(ctx.simulation_id)
+            # Every completed report the backend has is an earlier generation's (looked for
+            # just above): multimo would answer with one of those unless forced.
+            accepted = client.generate_report(ctx.simulation_id, force_regenerate=True)
             crashpoints.reached(settings.data_dir, ctx.simulation_id, "report-requested")
             logger.info("report generation started: %s", accepted.report_id)
             return None, accepted.report_id

@@ -21,7 +21,7 @@ from autopilot.run.control import RunControl, StepInterrupted
 from autopilot.run.progress import ProgressPublisher
 from autopilot.settings import get_settings
 from tasks._monitor_rules import StallDetector, Verdict, classify, round_percent
-from tasks._outage import outage_tracker
+from tasks._outage import outage_tracker, ride_out
 from tasks._polling import poll_until_done
 from tasks._step import backend_client, step_task
 
@@ -79,6 +79,17 @@ def monitor_simulation(ctx: StepContext) -> MonitorResult:
     # Polls further apart than a few intervals (an outage ridden out) are a hole in the record.
     rounds = RoundClock(gap=max(DEFAULT_GAP, 3 * poll_interval))
     with backend_client() as client:
+        if ctx.taken_as_done(Step.MONITORING):
+            # Begun at a later step: the simulation's end was seen by an earlier generation;
+            # one read gives the figures the outcome records (whatever the run did since).
+            status = ride_out(lambda: client.run_status(ctx.simulation_id), outage, control)
+            logger.info("monitoring of %s %s", ctx.simulation_id, ctx.taken_from())
+            progress.publish(
+                round_percent(status.current_round, status.total_rounds),
+                f"round {status.current_round}/{status.total_rounds}: {ctx.taken_from()}",
+                {"current_round": status.current_round, "total_rounds": status.total_rounds},
+            )
+            return _result(ctx, status)
 
         def finished() -> MonitorResult | None:
             status = client.run_status(ctx.simulation_id)

@@ -55,6 +55,11 @@ def prepare_simulation(ctx: StepContext) -> PrepareResult:
     outage = outage_tracker(ctx.options, Step.PREPARING, base_delay=PREPARE_POLL_SECONDS)
     with backend_client() as client:
         baseline = ride_out(lambda: take_baseline(client, ctx.simulation_id), outage, control)
+        if ctx.taken_as_done(Step.PREPARING):
+            # Begun at a later step: no second preparation, but a baseline of this generation's
+            # own, so that its start and its report are told apart from the earlier ones.
+            logger.info("preparation of %s %s", ctx.simulation_id, ctx.taken_from())
+            return _prepared(ctx, None, True, baseline, progress, ctx.taken_from())
 
         def begin() -> tuple[bool, str | None]:
             """(already prepared, task id): looks before it acts, so it can be repeated."""
@@ -114,8 +119,10 @@ def _prepared(
     already_prepared: bool,
     baseline: BackendBaseline,
     progress: ProgressPublisher,
+    message: str = "ready",
 ) -> PrepareResult:
-    progress.publish(100, "prepared", {"stage": "prepared", "message": "ready"})
+    summary = "prepared" if message == "ready" else f"prepared: {message}"
+    progress.publish(100, summary, {"stage": "prepared", "message": message})
     return PrepareResult(
         simulation_id=ctx.simulation_id,
         task_id=task_id,

@@ -65,6 +65,11 @@ def start_simulation(ctx: StepContext, baseline: BackendBaseline) -> StartResult
                 run_started_at=status.started_at,
             )
 
+        if ctx.taken_as_done(Step.STARTING):
+            # Begun at a later step: the run an earlier generation started is this one's.
+            logger.info("start of %s %s", ctx.simulation_id, ctx.taken_from())
+            return ride_out(lambda: adopted(client.run_status(ctx.simulation_id)), outage, control)
+
         def look_then_start() -> StartResult:
             status = client.run_status(ctx.simulation_id)
             if not needs_start(status, baseline):

@@ -96,11 +96,40 @@ def deployment_ready(deployment: str = DEPLOYMENT) -> bool:
         return False
 
 
+def set_mode(simulation_id: str, mode: str = "auto") -> None:
+    """What `config` does: the simulation's mode in its Prefect variable (the rest kept)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
+    from autopilot import names
+    from autopilot.api_models import Mode
+    from autopilot.models import SimulationConfig
+    from autopilot.run.claim import read_config
+
+    name = names.variable_name(simulation_id)
+    with get_client(sync_client=True) as client:
+        config = read_config(client, simulation_id)
+        if config is None:
+            value = SimulationConfig(mode=Mode(mode)).model_dump(mode="json")
+            client.create_variable(VariableCreate(name=name, value=value))
+            return
+        config.mode = Mode(mode)
+        client.update_variable(VariableUpdate(name=name, value=config.model_dump(mode="json")))
+
+
 def launch(
-    simulation_id: str, generation: int = 0, *, deployment: str = DEPLOYMENT, **options: Any
+    simulation_id: str,
+    generation: int = 0,
+    *,
+    deployment: str = DEPLOYMENT,
+    mode: str = "auto",
+    **options: Any,
 ) -> UUID:
-    """Create a flow run of the deployment without waiting for it."""
+    """Create a flow run of the deployment without waiting for it; the simulation's mode is
+    set first (auto: unattended, as these tests and benchmarks want)."""
     from prefect.deployments import run_deployment
+
+    set_mode(simulation_id, mode)
 
     flow_run = run_deployment(
         name=deployment,
@@ -116,6 +145,7 @@ def accepted_and_never_started(simulation_id: str, deployment: str) -> UUID:
     from prefect.client.orchestration import get_client
     from prefect.states import Pending
 
+    set_mode(simulation_id, "auto")
     with get_client(sync_client=True) as client:
         found = client.read_deployment_by_name(deployment)
         run = client.create_flow_run_from_deployment(

@@ -291,6 +291,22 @@ def test_report_generation_until_completed(client: MultimoClient, backend: Backe
         "prepare": 1, "start": 1, "stop": 0, "report": 1, "report_repeat": 1,
     }  # fmt: skip
 
+    # Forced, a second report of the same run is made; meanwhile the status by simulation
+    # names the earlier, completed one (multimo's order), and only the new report's own
+    # record tells how it goes.
+    forced = client.generate_report(sim_id, force_regenerate=True)
+    assert not forced.already_generated and forced.report_id != accepted.report_id
+    status = client.report_generation_status(sim_id)
+    assert status is not None and status.report_id == accepted.report_id
+    wait_until(
+        lambda: client.get_report(forced.report_id).status == "completed", timeout=10,
+        message="second report completed",
+    )  # fmt: skip
+    assert {r.report_id for r in client.list_reports(sim_id)} == {
+        accepted.report_id, forced.report_id,
+    }  # fmt: skip
+    assert backend.ledger_counts(sim_id)["report"] == 2
+
 
 def test_get_unknown_report_is_not_found(client: MultimoClient) -> None:
     with pytest.raises(NotFound):

@@ -78,13 +78,24 @@ def config_cmd(
 def start_cmd(
     simulation_id: str = SIMULATION_ID,
     force: bool = typer.Option(False, "--force", help="Cancel any active run, start afresh."),
+    from_step: str | None = typer.Option(
+        None,
+        "--from-step",
+        metavar="STEP",
+        help=(
+            "Start afresh at this step (implies --force): preparing, starting, monitoring or "
+            "generating_report. The steps before it are taken as done from the latest "
+            "generation that finished them."
+        ),
+    ),
     as_json: bool = JSON_OUTPUT,
 ) -> None:
-    """Start the auto-pilot (mode must be auto).
+    """Start the auto-pilot: unattended in auto mode, one step per `resume` in manual mode.
 
-    Example: autopilot start sim_abc123 --force
+    Example: autopilot start sim_abc123 --from-step generating_report
     """
-    _print(_run(lambda s: s.start(simulation_id, force)), as_json)
+    forced = force or from_step is not None
+    _print(_run(lambda s: s.start(simulation_id, forced, from_step)), as_json)
 
 
 @app.command("pause")
@@ -97,12 +108,18 @@ def pause_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -
 
 
 @app.command("resume")
-def resume_cmd(simulation_id: str = SIMULATION_ID, as_json: bool = JSON_OUTPUT) -> None:
+def resume_cmd(
+    simulation_id: str = SIMULATION_ID,
+    note: str | None = typer.Option(
+        None, "--note", help="Confirming a step in manual mode: a note kept with the run."
+    ),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
     """Resume a paused auto-pilot.
 
     Example: autopilot resume sim_abc123
     """
-    _print(_run(lambda s: s.resume(simulation_id)), as_json)
+    _print(_run(lambda s: s.resume(simulation_id, note)), as_json)
 
 
 @app.command("stop")
@@ -209,6 +226,19 @@ def chaos_cmd(
         help="The Prefect server's database: sqlite, or postgres (a throwaway "
         "PostgreSQL cluster, as for many hosts).",
     ),
+    restarts: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of the trials that restart a run from a step (starting, monitoring or "
+        "generating_report) and kill during the restart.",
+    ),
+    manual: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of the trials run in manual mode (the harness confirms each step).",
+    ),
 ) -> None:
     """Kill processes at random moments; exit 1 on any violated invariant.
 
@@ -223,7 +253,16 @@ def chaos_cmd(
     signal.signal(signal.SIGTERM, raise_interrupt)
     chosen = [t.strip() for t in targets.split(",") if t.strip()]
     chaos = Chaos(
-        trials, seed, chosen, rounds, parallel=parallel, hosts=hosts, host_down=host_down, db=db
+        trials,
+        seed,
+        chosen,
+        rounds,
+        parallel=parallel,
+        hosts=hosts,
+        host_down=host_down,
+        db=db,
+        restarts=restarts,
+        manual=manual,
     )
     results = chaos.run()
     console.print(chaos.summary(results))

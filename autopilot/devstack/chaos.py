@@ -13,9 +13,16 @@ before the step's result is persisted (`flow@start-accepted`), after the report 
 before completion is recorded (`flow@report-done`), and between the pause request and the
 run's suspension (`flow@pause-window`, then resume).
 
+With `manual` > 0 that share of the trials run in manual mode: the harness confirms (resumes)
+each wait between two steps as soon as status shows it, and kills fall anywhere, waits included.
+With `restarts` > 0 that share of the trials are restarts from a step: the auto-pilot runs
+undisturbed to completion (to monitoring, for `monitoring`), is started again with
+`force from_step=starting|monitoring|generating_report`, and the kill falls in the restart.
+
 Invariants checked per trial from the simulator's ledger and the status history: exactly one
-simulation start, one report and one preparation; the auto-pilot ends `completed`; the round
-counter never goes backwards. Recovery time is from the kill to the next change of the
+simulation start, one report and one preparation (a restart adds exactly what its step and
+the later ones do again, and never a stop); the auto-pilot ends `completed`; the round counter
+of a simulation run never goes backwards. Recovery time is from the kill to the next change of the
 auto-pilot's own progress (step, step progress or round as Prefect records it).
 """
 
@@ -46,6 +53,7 @@ from autopilot.settings import Settings
 TARGETS = ("flow", "worker", "shim", "simulator", "prefect")
 HOST_TARGET = "host"
 INJECTIONS = ("flow@start-accepted", "flow@report-done", "flow@pause-window")
+RESTART_STEPS = ("starting", "monitoring", "generating_report")
 FAST_WORKER = {"AUTOPILOT_POLL_INTERVAL": "0.25", "AUTOPILOT_CONTROL_CHECK_INTERVAL": "0.25"}
 FAST_SIMULATOR = {"round_seconds": 0.1, "prepare_seconds": 0.5, "report_seconds": 0.5}
 FINAL = {"completed", "failed"}
@@ -71,6 +79,8 @@ class Trial:
 
     number: int
     target: str
+    from_step: str | None = None
+    manual: bool = False
     simulation_id: str = ""
     kill_at: float | None = None
     killed: str = ""
@@ -80,23 +90,59 @@ class Trial:
     violations: list[str] = field(default_factory=list)
 
 
+def draw_restarts(rng: random.Random, trials: int, share: float) -> list[str | None]:
+    """Which trials restart from which step (drawing nothing when none do, so the plans of
+    earlier seeds stay as they were)."""
+    if not share:
+        return [None] * trials
+    return [rng.choice(RESTART_STEPS) if rng.random() < share else None for _ in range(trials)]
+
+
+def draw_manual(rng: random.Random, trials: int, share: float) -> list[bool]:
+    """Which trials run in manual mode (drawn after the restarts, likewise only if asked)."""
+    if not share:
+        return [False] * trials
+    return [rng.random() < share for _ in range(trials)]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def check_invariants(ledger: dict[str, int], final_status: str, rounds: list[int]) -> list[str]:
-    """Pure: the violations of one trial."""
+def expected_side_effects(from_step: str | None) -> dict[str, int]:
+    """The ledger of a trial: one of each, plus what a restart at `from_step` does again
+    (after the first run completed; a restart at monitoring watches the first run's)."""
+    again = {"starting": ("start", "report"), "generating_report": ("report",)}.get(
+        from_step or "", ()
+    )
+    expected = {action: 1 + (action in again) for action in ("prepare", "start", "report")}
+    if from_step is not None:
+        expected["stop"] = 0  # a restart never stops the simulation it takes over
+    return expected
+
+
+def check_invariants(
+    ledger: dict[str, int],
+    final_status: str,
+    rounds: list[tuple[str | None, int]],
+    from_step: str | None = None,
+) -> list[str]:
+    """Pure: the violations of one trial (`rounds`: the backend run's start and round, as
+    polled)."""
     violations = []
-    for action in ("prepare", "start", "report"):
-        if ledger.get(action, 0) != 1:
+    for action, count in expected_side_effects(from_step).items():
+        if ledger.get(action, 0) != count:
             violations.append(f"{action} x{ledger.get(action, 0)}")
     # A report asked for again is deduplicated by the backend, but still a repeated call.
     if ledger.get("report_repeat", 0):
         violations.append(f"report asked again x{ledger['report_repeat']}")
     if final_status != "completed":
         violations.append(f"ended {final_status or 'unknown'}")
-    if any(later < earlier for earlier, later in zip(rounds, rounds[1:], strict=False)):
+    if any(
+        run == later_run and later < earlier
+        for (run, earlier), (later_run, later) in zip(rounds, rounds[1:], strict=False)
+    ):
         violations.append("round counter went backwards")
     return violations
 
@@ -116,6 +162,8 @@ class Chaos:
         hosts: int = 1,
         host_down: float = 30.0,
         db: str = "sqlite",
+        restarts: float = 0.0,
+        manual: float = 0.0,
     ) -> None:
         known = TARGETS + INJECTIONS + ((HOST_TARGET,) if hosts > 1 else ())
         unknown = set(targets) - set(known)
@@ -126,6 +174,11 @@ class Chaos:
             )
         if db not in ("sqlite", "postgres"):
             raise InvalidInput(f"unknown database {db!r}; known: sqlite, postgres")
+        for name, share in (("restarts", restarts), ("manual", manual)):
+            if not 0.0 <= share <= 1.0:
+                raise InvalidInput(f"{name} is a share of the trials, 0 to 1, not {share}")
+        self.restarts = restarts
+        self.manual = manual
         self.hosts = hosts
         self.host_down = host_down
         self.db = db
@@ -274,32 +327,66 @@ class Chaos:
 
     # -- one trial -----------------------------------------------------------------
 
+    def _first_run(self, sim: str, from_step: str, deadline: float) -> None:
+        """Run the auto-pilot undisturbed up to where a restart at `from_step` begins."""
+        self._shim("start", {"simulation_id": sim}, deadline)
+        while time.monotonic() < deadline:
+            status = self._shim("status", {"simulation_id": sim}, deadline).get("data") or {}
+            self._confirm_if_waiting(sim, status, deadline)
+            if status.get("status") == "completed" or (
+                from_step == "monitoring" and status.get("current_step") == "monitoring"
+            ):
+                return
+            if status.get("status") == "failed":
+                raise RuntimeError(f"the first run of {sim} failed undisturbed: {status}")
+            self._sleep(0.25)
+        raise TimeoutError(f"the first run of {sim} did not get to {from_step}")
+
+    def _confirm_if_waiting(self, sim: str, status: dict[str, Any], deadline: float) -> None:
+        """A manual-mode run waiting between two steps: confirm the next one."""
+        if status.get("status") == "paused" and status.get("awaiting_confirmation"):
+            self._shim("resume", {"simulation_id": sim}, deadline)
+
     def _trial(
-        self, number: int, target: str, kill_at: float | None, worker_alone: bool = False
+        self,
+        number: int,
+        target: str,
+        kill_at: float | None,
+        worker_alone: bool = False,
+        from_step: str | None = None,
+        manual: bool = False,
     ) -> Trial:
         from autopilot.run import crashpoints
 
-        trial = Trial(number=number, target=target)
+        trial = Trial(number=number, target=target, from_step=from_step, manual=manual)
         sim = trial.simulation_id = self._create_simulation(number)
-        started = time.monotonic()
-        deadline = started + self.timeout
+        deadline = time.monotonic() + self.timeout * (2 if from_step else 1)
+        mode = "manual" if manual else "auto"
+        self._shim("config", {"simulation_id": sim, "mode": mode}, deadline)
+        request: dict[str, Any] = {"simulation_id": sim}
+        if from_step is not None:
+            self._first_run(sim, from_step, deadline)
+            request.update(force=True, from_step=from_step)
+        # The kill falls in the run being tested: a restart's, not its first run's.
         if target in ("flow@start-accepted", "flow@report-done"):
             for data_dir, _ in self._data_dirs():
                 crashpoints.arm(data_dir, sim, target.split("@")[1])
             trial.killed = "crash point"
         else:
             trial.kill_at = kill_at
-        self._shim("config", {"simulation_id": sim, "mode": "auto"}, deadline)
-        start = self._shim("start", {"simulation_id": sim}, deadline)
+        started = time.monotonic()
+        start = self._shim("start", request, deadline)
+        if not start.get("success"):
+            raise RuntimeError(f"start of {sim} refused: {start}")
         flow_run_id = (start.get("data") or {}).get("flow_run_id")
-        rounds: list[int] = []
+        rounds: list[tuple[str | None, int]] = []
         marker_at_kill: tuple[Any, ...] | None = None
         killed_at: float | None = None
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             run = self._backend_get(f"/api/simulation/{sim}/run-status")
             if run is not None:
-                rounds.append(int(run.get("current_round") or 0))
+                rounds.append((run.get("started_at"), int(run.get("current_round") or 0)))
             status = self._shim("status", {"simulation_id": sim}, deadline).get("data") or {}
             # Progress as the auto-pilot itself records it (not the simulation's own rounds).
             marker = (
@@ -323,20 +410,27 @@ class Chaos:
                 trial.recovery = now - killed_at
             if status.get("status") == "paused" and target == "flow@pause-window":
                 self._shim("resume", {"simulation_id": sim}, deadline)
+            else:
+                self._confirm_if_waiting(sim, status, deadline)
             if status.get("status") in FINAL:
                 break
             self._sleep(0.25)
         trial.duration = time.monotonic() - started
         trial.final_status = str(status.get("status") or "")
         ledger = self._ledger(sim)
-        trial.violations = check_invariants(ledger.get("counts") or {}, trial.final_status, rounds)
+        trial.violations = check_invariants(
+            ledger.get("counts") or {}, trial.final_status, rounds, from_step
+        )
         return trial
 
     def _report(self, trial: Trial) -> None:
         mark = "[red]VIOLATION[/red]" if trial.violations else "ok"
         recovery = "-" if trial.recovery is None else f"{trial.recovery:.1f}s"
         self.console.print(
-            f"trial {trial.number:>3} {trial.target:<20} kill@{trial.kill_at or 0:5.1f}s "
+            f"trial {trial.number:>3} {trial.target:<20} "
+            f"{'manual' if trial.manual else 'auto':<6} "
+            f"{'from ' + trial.from_step if trial.from_step else '':<22} "
+            f"kill@{trial.kill_at or 0:5.1f}s "
             f"{trial.killed:<30} recovery {recovery:>6} {trial.duration:5.1f}s "
             f"{mark} {' '.join(trial.violations)}",
             highlight=False,
@@ -377,12 +471,17 @@ class Chaos:
                 (n, self.rng.choice(self.targets), self.rng.uniform(0, window), self.rng.random())
                 for n in range(1, self.trials + 1)
             ]
+            # Drawn after the kills, and only when asked, so earlier seeds keep their plans.
+            restart_at = draw_restarts(self.rng, len(plan), self.restarts)
+            manual = draw_manual(self.rng, len(plan), self.manual)
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(max_workers=self.parallel)
             futures = [
-                pool.submit(self._trial, n, target, at, alone < 0.5)
-                for n, target, at, alone in plan
+                pool.submit(self._trial, n, target, at, alone < 0.5, from_step, by_hand)
+                for (n, target, at, alone), from_step, by_hand in zip(
+                    plan, restart_at, manual, strict=True
+                )
             ]
             try:
                 for future in futures:

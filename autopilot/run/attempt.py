@@ -49,6 +49,8 @@ def begin_attempt(simulation_id: str, generation: int | None, options: RunOption
         generation=resolved.number,
         generation_id=resolved.identity,
         options=options,
+        from_step=resolved.from_step,
+        steps_from_generation=resolved.steps_from_generation,
     )
 
 

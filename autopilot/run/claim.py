@@ -39,7 +39,7 @@ from prefect.exceptions import ObjectAlreadyExists
 
 from autopilot import names
 from autopilot.errors import AutopilotError
-from autopilot.models import SimulationConfig
+from autopilot.models import SimulationConfig, Step
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class Generation:
 
     number: int
     identity: str
+    # Set when the generation began at a later step (SimulationConfig.from_step).
+    from_step: Step | None = None
+    steps_from_generation: int | None = None
 
 
 class Superseded(AutopilotError):
@@ -112,11 +115,15 @@ def resolve_generation(
         )
     if (requested is not None and requested > config.generation) or not config.generation_id:
         # Asked for a newer generation (or a variable from before generation ids): begin it.
+        if requested is not None and requested > config.generation:
+            config.from_step = config.steps_from_generation = None  # a whole new generation
         config.generation = max(config.generation, requested or 0)
         config.generation_id = names.new_generation_id()
         _write_config(client, simulation_id, config)
     assert config.generation_id is not None
-    return Generation(config.generation, config.generation_id)
+    return Generation(
+        config.generation, config.generation_id, config.from_step, config.steps_from_generation
+    )
 
 
 def tag_run(

@@ -11,6 +11,7 @@ from prefect.exceptions import Pause
 from prefect.results import ResultRecord
 
 from autopilot.errors import AutopilotError, StepFailed
+from autopilot.run import confirm
 from autopilot.run.checkpoints import verify_checkpoint
 from autopilot.run.control import STOPPING, StepInterrupted
 from autopilot.run.lease import fence
@@ -56,8 +57,10 @@ def until_done(step: Any, *args: Any) -> Any:
             get_run_logger().info("auto-pilot paused at %s; resume continues here", step.name)
             raise
         if state.is_completed():
-            if step.persist_result and state.name != "Cached":
-                verify_checkpoint(step, _checkpoint_key(state) or "", step.name)
+            if state.name != "Cached":
+                if step.persist_result:
+                    verify_checkpoint(step, _checkpoint_key(state) or "", step.name)
+                confirm.executed(step.name)
             return state.result()
         error = state.result(raise_on_failure=False)
         if not isinstance(error, StepInterrupted):

@@ -24,6 +24,7 @@ from autopilot.api_models import (
     AutopilotStatus,
     ConfigResult,
     ControlResult,
+    Mode,
     NoStateStatus,
     ResetResult,
     StartResult,
@@ -31,7 +32,8 @@ from autopilot.api_models import (
 )
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendRejected, NotFound
-from autopilot.models import SimulationConfig
+from autopilot.models import SimulationConfig, Step, steps_before
+from autopilot.run.confirm import StepConfirmation
 from autopilot.service.prefect_store import PrefectStore
 from autopilot.service.projection import RunSnapshot, is_active, no_state, project
 from autopilot.service.rules import (
@@ -41,8 +43,10 @@ from autopilot.service.rules import (
     check_resume,
     check_running,
     check_simulation_id,
-    check_startable,
+    generation_to_take_from,
+    keeps_simulation_running,
     next_generation,
+    parse_from_step,
     parse_mode,
     plan_start,
     started_by_current_generation,
@@ -166,31 +170,46 @@ class AutopilotService:
             simulation_id=simulation_id, mode=parsed, message=f"auto-pilot mode set to {parsed}"
         )
 
-    async def start(self, simulation_id: str, force: bool = False) -> StartResult:
-        """Start the auto-pilot, or return the active run; `force` starts a new generation."""
+    async def start(
+        self, simulation_id: str, force: bool = False, from_step: str | None = None
+    ) -> StartResult:
+        """Start the auto-pilot, or return the active run; `force` starts a new generation,
+        at `from_step` if given (the steps before it taken as done)."""
         check_simulation_id(simulation_id)
+        step = parse_from_step(from_step, force)
         async with self._lock(simulation_id):
             try:
-                return await self._start(simulation_id, force)
+                return await self._start(simulation_id, force, step)
             finally:
                 self._changed(simulation_id)
 
-    async def _start(self, simulation_id: str, force: bool) -> StartResult:
+    async def _start(self, simulation_id: str, force: bool, from_step: Step | None) -> StartResult:
         config = await self._config(simulation_id)
-        check_startable(config)  # before the backend is asked: MODE_NOT_AUTO is cheap
         await self._require_simulation(simulation_id)
         runs = await self.store.runs(simulation_id)
         plan = plan_start(config, runs, force)
         if plan.action is StartAction.RETURN_ACTIVE:
             current = await self.store.latest_run(simulation_id, runs)
             return self._start_result(simulation_id, config, current, "already active", False)
-        if plan.cancel_active:
+        source = None
+        if from_step is not None:
+            source = generation_to_take_from(await self.store.finished_steps(runs), from_step)
+        keep_simulation = keeps_simulation_running(from_step)
+        if plan.cancel_active and not keep_simulation:
             # Its steps tell whether it started the simulation (runs() has no details).
             detailed = await self.store.latest_run(simulation_id, runs)
             await self._cancel_active(simulation_id, config, detailed)
         if plan.new_generation:
             next_generation(config, runs[0] if runs else None, "force")
+            config.from_step, config.steps_from_generation = from_step, source
             await self._save(simulation_id, config)
+            if plan.cancel_active and keep_simulation:
+                # Only once the new generation is saved: the cancelled run's hooks then see
+                # it superseded and leave the simulation running for the new one to watch.
+                detailed = await self.store.latest_run(simulation_id, runs)
+                if is_active(detailed):
+                    assert detailed is not None
+                    await self.store.cancel(UUID(detailed.flow_run_id), detailed.state_type)
         elif plan.needs_identity:
             # First start (or a variable from before generation ids): give it an identity.
             config.generation_id = names.new_generation_id()
@@ -203,6 +222,14 @@ class AutopilotService:
             ),
         )
         message = "auto-pilot restarted (new generation)" if force else "auto-pilot started"
+        if config.mode is Mode.MANUAL:
+            message += "; manual mode: it waits for a confirmation (resume) after each step"
+        if from_step is not None:
+            taken = ", ".join(step.value for step in steps_before(from_step))
+            message = (
+                f"auto-pilot restarted at {from_step.value} (new generation); "
+                f"{taken} taken as done from generation {source}"
+            )
         return self._start_result(simulation_id, config, created, message, force)
 
     def _start_result(
@@ -256,22 +283,27 @@ class AutopilotService:
             "auto-pilot paused: the current step stops at its next check",
         )
 
-    async def resume(self, simulation_id: str) -> ControlResult:
-        """Resume the suspended flow run; finished steps are not run again."""
+    async def resume(self, simulation_id: str, note: str | None = None) -> ControlResult:
+        """Resume the suspended flow run; finished steps are not run again. A run waiting
+        for a confirmation (manual mode) is confirmed, with the `note` kept with the run."""
         check_simulation_id(simulation_id)
         async with self._lock(simulation_id):
-            return await self._resume(simulation_id)
+            return await self._resume(simulation_id, note)
 
-    async def _resume(self, simulation_id: str) -> ControlResult:
+    async def _resume(self, simulation_id: str, note: str | None) -> ControlResult:
         config = await self._config(simulation_id)
         latest = check_resume(config, await self.store.latest_run(simulation_id))
+        message = "auto-pilot resumed"
+        run_input = None
+        if latest.awaiting_step is not None:
+            # The same input as the Prefect UI's Resume form submits.
+            run_input = StepConfirmation(note=note or "").model_dump()
+            message = f"auto-pilot resumed: {latest.awaiting_step} confirmed"
         try:
-            await self.store.resume(UUID(latest.flow_run_id))
+            await self.store.resume(UUID(latest.flow_run_id), run_input)
         finally:
             self._changed(simulation_id)
-        return self._control_result(
-            simulation_id, config, latest, Status.ACTIVE, "auto-pilot resumed"
-        )
+        return self._control_result(simulation_id, config, latest, Status.ACTIVE, message)
 
     def _control_result(
         self,

@@ -94,6 +94,8 @@ class RunSnapshot:
     start_time: datetime | None
     end_time: datetime | None
     run_count: int
+    # Suspended by a manual-mode wait: the step it waits to be confirmed for.
+    awaiting_step: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
     progress: ProgressRecord | None = None
 
@@ -203,6 +205,10 @@ def project(
     progress, detail, message = 0, {}, run.state_name
     if run.progress is not None and run.progress.step == current:
         progress, detail, message = run.progress.percent, run.progress.detail, run.progress.summary
+    awaiting = status is Status.PAUSED and run.awaiting_step is not None
+    if awaiting:
+        current, progress, detail = str(run.awaiting_step), 0, {}
+        message = f"waiting for a confirmation to run {current}: resume to go on"
     if status is Status.COMPLETED:
         progress = 100
     failed = status is Status.FAILED
@@ -230,4 +236,5 @@ def project(
         generation=run.generation,
         heartbeat_at=heartbeat,
         heartbeat_age_seconds=(now - heartbeat).total_seconds() if heartbeat else None,
+        awaiting_confirmation=awaiting,
     )

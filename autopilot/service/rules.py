@@ -16,7 +16,7 @@ from prefect.client.schemas.objects import StateType
 from autopilot import names
 from autopilot.api_models import Mode
 from autopilot.errors import Conflict, InvalidInput
-from autopilot.models import STARTED_STEPS, SimulationConfig
+from autopilot.models import RESTARTABLE_STEPS, STARTED_STEPS, SimulationConfig, Step, steps_before
 from autopilot.service.projection import RunSnapshot, is_active
 
 TERMINAL_UNSUCCESSFUL = frozenset({StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
@@ -69,18 +69,10 @@ def next_generation(config: SimulationConfig, latest: RunSnapshot | None, begun_
     config.generation = max(config.generation, latest.generation if latest else 0) + 1
     config.generation_id = names.new_generation_id()
     config.begun_by = begun_by
+    config.from_step = config.steps_from_generation = None
 
 
 # -- start ----------------------------------------------------------------------------------
-
-
-def check_startable(config: SimulationConfig) -> None:
-    """Only an auto-mode simulation starts (checked before anything is read from the backend)."""
-    if config.mode is not Mode.AUTO:
-        raise InvalidInput(
-            "auto-pilot mode is not 'auto': call config with mode=auto first",
-            error_code="MODE_NOT_AUTO",
-        )
 
 
 class StartAction(StrEnum):
@@ -107,8 +99,8 @@ def plan_start(
     force: bool,
     now: datetime | None = None,
 ) -> StartPlan:
-    """What a start does, given the config and the runs newest first."""
-    check_startable(config)
+    """What a start does, given the config and the runs newest first (in either mode:
+    manual mode runs one step at a time, autopilot/run/confirm.py)."""
     latest = runs[0] if runs else None
     # A run of an older generation is being cancelled (stop/reset): it does not block.
     active = is_active(current(config, latest), now)
@@ -129,6 +121,57 @@ def plan_start(
     return StartPlan(
         StartAction.CREATE, needs_identity=config.generation_id is None, attempt=attempt
     )
+
+
+# -- start from a step -------------------------------------------------------------------------
+
+
+def parse_from_step(from_step: str | None, force: bool) -> Step | None:
+    """The step a forced start begins at (None: the first); refused unless forced, as it
+    always begins a new generation."""
+    if from_step is None:
+        return None
+    named = {step.value: step for step in RESTARTABLE_STEPS}
+    step = named.get(str(from_step).strip().lower())
+    if step is None:
+        raise InvalidInput(
+            f"from_step must be one of {', '.join(named)}, not {from_step!r}",
+            error_code="INVALID_STEP",
+        )
+    if not force:
+        raise InvalidInput(
+            "from_step begins a new generation: send it with force=true",
+            error_code="FROM_STEP_NEEDS_FORCE",
+        )
+    return None if step is Step.PREPARING else step
+
+
+def generation_to_take_from(finished: dict[int, set[str]], from_step: Step) -> int:
+    """The latest generation that finished every step before `from_step` (their results are
+    taken as done); STEP_NOT_REACHED names the first step no such generation finished."""
+    needed = [step.value for step in steps_before(from_step)]
+    complete = [gen for gen, done in finished.items() if all(step in done for step in needed)]
+    if complete:
+        return max(complete)
+
+    def reached(gen: int) -> tuple[int, int]:
+        return sum(step in finished[gen] for step in needed), gen
+
+    furthest = max(finished, key=reached, default=None)
+    done = finished.get(furthest, set()) if furthest is not None else set()
+    missing = next(step for step in needed if step not in done)
+    where = "no generation has run" if furthest is None else f"generation {furthest} got furthest"
+    raise Conflict(
+        f"cannot start from {from_step.value}: step {missing} never finished ({where}); "
+        f"from_step={from_step.value} needs {', '.join(needed)} finished in one generation",
+        error_code="STEP_NOT_REACHED",
+    )
+
+
+def keeps_simulation_running(from_step: Step | None) -> bool:
+    """A restart that takes the start as done watches the simulation already running: the
+    run it replaces is cancelled without stopping the simulation."""
+    return from_step is not None and Step.STARTING in steps_before(from_step)
 
 
 # -- pause, resume, stop ----------------------------------------------------------------------

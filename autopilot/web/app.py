@@ -40,6 +40,7 @@ from autopilot.api_models import (
     HealthCache,
     HealthEnvelope,
     ResetEnvelope,
+    ResumeRequest,
     SimulationRequest,
     StartEnvelope,
     StartRequest,
@@ -151,13 +152,17 @@ def create_app(
 
     @app.post(f"{PREFIX}/config", **route_doc("config", ConfigEnvelope))
     async def config(body: ConfigRequest) -> ConfigEnvelope:
-        """Set the mode (`auto` or `manual`) of a simulation's auto-pilot."""
+        """Set the mode of a simulation's auto-pilot: `auto` runs unattended, `manual` waits
+        for a confirmation (`resume`) after each step."""
         return ConfigEnvelope(data=await service.config(body.simulation_id, body.mode))
 
     @app.post(f"{PREFIX}/start", **route_doc("start", StartEnvelope))
     async def start(body: StartRequest) -> StartEnvelope:
-        """Start the auto-pilot (or return the active one); `force` starts afresh."""
-        return StartEnvelope(data=await service.start(body.simulation_id, body.force))
+        """Start the auto-pilot (or return the active one); `force` starts afresh, at
+        `from_step` if given."""
+        return StartEnvelope(
+            data=await service.start(body.simulation_id, body.force, body.from_step)
+        )
 
     @app.post(f"{PREFIX}/pause", **route_doc("pause", ControlEnvelope))
     async def pause(body: SimulationRequest) -> ControlEnvelope:
@@ -165,9 +170,10 @@ def create_app(
         return ControlEnvelope(data=await service.pause(body.simulation_id))
 
     @app.post(f"{PREFIX}/resume", **route_doc("resume", ControlEnvelope))
-    async def resume(body: SimulationRequest) -> ControlEnvelope:
-        """Resume a paused auto-pilot from where it stopped."""
-        return ControlEnvelope(data=await service.resume(body.simulation_id))
+    async def resume(body: ResumeRequest) -> ControlEnvelope:
+        """Resume a paused auto-pilot from where it stopped; in manual mode, confirm the
+        step it waits for (with an optional note kept with the run)."""
+        return ControlEnvelope(data=await service.resume(body.simulation_id, body.note))
 
     @app.post(f"{PREFIX}/stop", **route_doc("stop", ControlEnvelope))
     async def stop(body: SimulationRequest) -> ControlEnvelope:

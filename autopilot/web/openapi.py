@@ -14,12 +14,13 @@ from autopilot.web.answers import MAX_BODY_BYTES, PREFIX
 from autopilot.web.asgi import EnvelopeSafetyNet
 
 _ERROR_DESCRIPTIONS = {
-    400: "Bad input: a missing or invalid field, a state the request needs but does not find "
-    "(MODE_NOT_AUTO), or a body that is not JSON.",
+    400: "Bad input: a missing or invalid field (INVALID_STEP, FROM_STEP_NEEDS_FORCE, ...), "
+    "or a body that is not JSON.",
     401: "The shim has a token (AUTOPILOT_API_TOKEN) and the request lacks "
     "`Authorization: Bearer <token>` (UNAUTHORIZED). Checked before the body is read.",
     404: "The simulation does not exist on the backend (SIMULATION_NOT_FOUND).",
-    409: "Not allowed in the current state (NOT_ACTIVE, ALREADY_PAUSED, NOT_PAUSED).",
+    409: "Not allowed in the current state (NOT_ACTIVE, ALREADY_PAUSED, NOT_PAUSED, "
+    "STEP_NOT_REACHED).",
     413: f"The body is larger than the shim accepts ({MAX_BODY_BYTES} bytes by default; "
     "BODY_TOO_LARGE).",
     500: "A bug in the shim: see its log (INTERNAL).",

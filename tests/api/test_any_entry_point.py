@@ -30,6 +30,7 @@ def prefect_deployment_run(simulation_id: str) -> str:
 
 def test_a_prefect_deployment_run_is_visible_and_completes_as_an_auto_pilot(api: Api, stack: Stack):
     sim = stack.create_simulation(rounds=60)
+    api.configure_auto(sim)  # in manual mode it would wait after each step (test_manual_mode)
 
     flow_run_id = prefect_deployment_run(sim)
 

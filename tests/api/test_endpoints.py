@@ -209,21 +209,6 @@ def test_config_of_an_unknown_simulation_is_404(api: Api):
     assert set(api.status(sim)) == NO_STATE_KEYS  # nothing was recorded for it
 
 
-def test_start_when_mode_is_manual_is_400_mode_not_auto(api: Api, stack: Stack):
-    never_configured = stack.create_simulation(rounds=6)
-    back_to_manual = stack.create_simulation(rounds=6)
-    api.configure_auto(back_to_manual)
-    api.ok("config", simulation_id=back_to_manual, mode="manual")
-
-    for sim in (never_configured, back_to_manual, unknown_id()):
-        api.fail("start", 400, "MODE_NOT_AUTO", simulation_id=sim)
-        api.fail("start", 400, "MODE_NOT_AUTO", simulation_id=sim, force=True)
-
-    for sim in (never_configured, back_to_manual):
-        assert api.status(sim)["status"] == "inactive"
-        assert stack.ledger(sim) == {"prepare": 0, "start": 0, "stop": 0, "report": 0}
-
-
 def test_pause_when_not_active_is_409_not_active(api: Api, stack: Stack):
     configured = stack.create_simulation(rounds=6)
     api.configure_auto(configured)
@@ -273,7 +258,7 @@ def test_the_longest_valid_id_is_answered_without_a_server_error(api: Api):
     simulation_id = "s" * 200
     expected = {
         "config": (404, "SIMULATION_NOT_FOUND"),
-        "start": (400, "MODE_NOT_AUTO"),
+        "start": (404, "SIMULATION_NOT_FOUND"),
         "pause": (409, "NOT_ACTIVE"),
         "resume": (409, "NOT_PAUSED"),
         "stop": (404, "SIMULATION_NOT_FOUND"),

@@ -15,36 +15,61 @@ from tests.helpers import wait_until
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
 
 
+def one_run(*rounds: int, started: str = "t0") -> list[tuple[str | None, int]]:
+    """Polled rounds of one backend run (its start time, then its round)."""
+    return [(started, number) for number in rounds]
+
+
 def test_invariants_accept_one_of_each_and_monotonic_rounds():
-    assert check_invariants(ONE_OF_EACH, "completed", [0, 1, 1, 5, 12]) == []
+    assert check_invariants(ONE_OF_EACH, "completed", one_run(0, 1, 1, 5, 12)) == []
 
 
 def test_invariants_catch_twins_missing_reports_failures_and_rewinds():
     ledger = {**ONE_OF_EACH, "start": 2, "report": 0}
-    violations = check_invariants(ledger, "failed", [3, 4, 2])
+    violations = check_invariants(ledger, "failed", one_run(3, 4, 2))
     assert violations == ["start x2", "report x0", "ended failed", "round counter went backwards"]
 
 
 def test_invariants_catch_a_report_asked_for_twice():
-    assert check_invariants({**ONE_OF_EACH, "report_repeat": 1}, "completed", [1]) == [
+    assert check_invariants({**ONE_OF_EACH, "report_repeat": 1}, "completed", one_run(1)) == [
         "report asked again x1"
     ]
 
 
+def test_a_restart_expects_exactly_what_its_step_and_the_later_ones_do_again():
+    # From starting: a second run of the simulation (its rounds begin again) and report.
+    rounds = one_run(10, 12) + one_run(0, 3, 12, started="t1")
+    again = {**ONE_OF_EACH, "start": 2, "report": 2}
+    assert check_invariants(again, "completed", rounds, "starting") == []
+    assert check_invariants(ONE_OF_EACH, "completed", rounds, "starting") == [
+        "start x1",
+        "report x1",
+    ]
+    report_again = {**ONE_OF_EACH, "report": 2}
+    assert check_invariants(report_again, "completed", one_run(12), "generating_report") == []
+    assert check_invariants(ONE_OF_EACH, "completed", one_run(4, 12), "monitoring") == []
+    # Watching a running simulation from a fresh attempt must never stop it.
+    stopped = {**ONE_OF_EACH, "stop": 1}
+    assert check_invariants(stopped, "completed", one_run(12), "monitoring") == ["stop x1"]
+
+
 def test_a_short_chaos_run_across_every_target_has_no_violation(tmp_path):
     """About ten trials: each SIGKILLs a target (or fires an injection point) at a random
-    moment; the harness exits non-zero on any violated invariant."""
+    moment, some of them in a restart from a step, some in manual mode (the harness confirms
+    each step); the harness exits non-zero on any violated invariant."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AUTOPILOT_"))}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     result = subprocess.run(
         [sys.executable, "-c", "from autopilot.cli import main; main()", "chaos",
-         "--trials", "10", "--seed", "7", "--parallel", "2", "--rounds", "10",
-         "--targets", ",".join(TARGETS + INJECTIONS)],
+         "--trials", "10", "--seed", "821", "--parallel", "2", "--rounds", "10",
+         "--restarts", "0.4", "--manual", "0.6", "--targets", ",".join(TARGETS + INJECTIONS)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "10 trials, 0 violations" in output
+    assert re.search(r"from (starting|monitoring|generating_report)", output), output[-4000:]
+    assert re.search(r"\bmanual\b", output), output[-4000:]
 
 
 def test_a_short_chaos_run_killing_whole_hosts_has_no_violation(tmp_path):

@@ -17,7 +17,7 @@ from uuid import UUID
 import httpx
 
 from tests.helpers import start_simulator, stop_process, wait_until
-from tests.prefect_stack import NamedWorker, deployment_ready
+from tests.prefect_stack import NamedWorker, deployment_ready, set_mode
 from tests.stack_fixtures import WORKER_SETTINGS, Stack
 
 OUTAGE_DEPLOYMENT_NAME = "outage"
@@ -89,6 +89,7 @@ class OutageStack(Stack):
         """A flow run of `auto-pilot/outage` (not the session's deployment), not awaited."""
         from prefect.deployments import run_deployment
 
+        set_mode(simulation_id, "auto")
         flow_run = run_deployment(
             name=OUTAGE_DEPLOYMENT,
             parameters={"simulation_id": simulation_id, "generation": 0, "options": options},

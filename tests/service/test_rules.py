@@ -58,10 +58,9 @@ def code(raised: pytest.ExceptionInfo[BaseException]) -> str:
 # -- start ------------------------------------------------------------------------------------
 
 
-def test_a_manual_simulation_does_not_start():
-    with pytest.raises(InvalidInput) as raised:
-        plan_start(SimulationConfig(mode=Mode.MANUAL), [], force=False, now=NOW)
-    assert code(raised) == "MODE_NOT_AUTO"
+def test_a_manual_simulation_starts_like_an_auto_one():
+    plan = plan_start(SimulationConfig(mode=Mode.MANUAL), [], force=False, now=NOW)
+    assert plan == StartPlan(StartAction.CREATE, needs_identity=True, attempt=0)
 
 
 def test_the_first_start_creates_a_run_and_gives_the_generation_an_identity():

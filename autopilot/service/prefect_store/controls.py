@@ -132,13 +132,14 @@ class RunControls(RunReads):
             except (RuntimeError, Abort) as exc:
                 raise Conflict(f"cannot pause: {exc}", error_code="NOT_ACTIVE") from exc
 
-    async def resume(self, flow_run_id: UUID) -> None:
+    async def resume(self, flow_run_id: UUID, run_input: dict[str, Any] | None = None) -> None:
+        """Resume a suspended run; `run_input` answers a wait that asked for input."""
         from prefect.flow_runs import aresume_flow_run
 
         # Prefect's helper opens its own client: only its failures are ours to map.
         async with unavailable_as_error():
             try:
-                await aresume_flow_run(flow_run_id)
+                await aresume_flow_run(flow_run_id, run_input=run_input)
             except NotPausedError as exc:
                 raise Conflict("auto-pilot is not paused", error_code="NOT_PAUSED") from exc
             except FlowPauseTimeout as exc:

@@ -16,6 +16,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterTags,
+    TaskRunFilter,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
@@ -99,6 +102,30 @@ class RunReads(PrefectConnection):
         ]
         if artifacts:
             run.progress = progress_record(artifacts[0])
+
+    async def finished_steps(self, runs: list[RunSnapshot]) -> dict[int, set[str]]:
+        """The steps each generation of these runs finished, in any of its attempts (one
+        read: the newest `PAGE` completed task runs)."""
+        generation_of = {UUID(run.flow_run_id): run.generation for run in runs}
+        if not generation_of:
+            return {}
+        async with self._api() as client:
+            task_runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(generation_of))),
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(
+                        type=TaskRunFilterStateType(any_=[StateType.COMPLETED])
+                    )
+                ),
+                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+                limit=PAGE,
+            )
+        finished: dict[int, set[str]] = {gen: set() for gen in generation_of.values()}
+        for task_run in task_runs:
+            if task_run.flow_run_id in generation_of:
+                generation = generation_of[task_run.flow_run_id]
+                finished[generation].add(names.step_of_task_run(task_run.name))
+        return finished
 
     async def status_inputs(
         self, simulation_id: str

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect.client.schemas.objects import FlowRun, StateType
 
+from autopilot import names
 from autopilot.progress_codec import decode_description
 from autopilot.service.projection import ProgressRecord, RunSnapshot
 
@@ -36,4 +37,7 @@ def run_snapshot(run: FlowRun) -> RunSnapshot:
         start_time=run.start_time,
         end_time=run.end_time,
         run_count=run.run_count,
+        awaiting_step=names.step_awaiting_confirmation(
+            state.state_details.pause_key if state and state.is_paused() else None
+        ),
     )
