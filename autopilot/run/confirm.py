@@ -12,13 +12,16 @@ or a person's pause never skips a wait nor asks twice:
 - the mode, read at the boundary (`config mode=manual` during an auto run waits after the
   current step; `mode=auto` while waiting runs the rest unattended after the next resume);
 - the step has no task run in this flow run yet (a boundary passed before is not waited at);
-- this flow run executed a step already (not a cache hit, not taken as done): `start` runs the
-  next step without asking.
+- this flow run executed a step already (not a cache hit, not taken as done; written to a
+  label of the run as each step ends): `start` runs the next step without asking.
+A boundary confirmed once is never waited at again: Prefect uses a pause key once per run.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
@@ -32,12 +35,16 @@ from pydantic import Field
 from autopilot import names
 from autopilot.api_models import Mode
 from autopilot.models import Step, StepContext
+from autopilot.run import crashpoints
 from autopilot.run.claim import read_config
+from autopilot.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-# The steps this process ran to completion (not cache hits): the task-run records that say so
-# reach Prefect's database through the event pipeline, a moment after the step returned.
+# The steps this run executed (not cache hits), as known to this process. The task-run
+# records that say so reach Prefect through the event pipeline a moment after the step
+# returned, and a process killed meanwhile never sends them: each one is also written to a
+# label of the flow run at once.
 _executed_here: set[str] = set()
 
 
@@ -48,12 +55,32 @@ class StepConfirmation(RunInput):
 
 
 def executed(step_name: str) -> None:
-    """Note that this process ran `step_name` (called by the step driver)."""
+    """Note that this run executed `step_name` (called by the step driver when a step
+    completed without a cache hit)."""
     _executed_here.add(step_name)
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            recorded = _labelled(client.read_flow_run(context.flow_run.id).labels)
+            client.update_flow_run_labels(
+                context.flow_run.id,
+                {names.EXECUTED_STEPS_LABEL: ",".join(sorted(recorded | _executed_here))},
+            )
+    except Exception as exc:  # the task-run records still tell, a moment later
+        logger.warning("could not record step %s as executed: %s", step_name, exc)
 
 
-def _executed_steps(ctx: StepContext, task_runs: list[TaskRun]) -> set[str]:
-    found = set(_executed_here)
+def _labelled(labels: Mapping[str, Any] | None) -> set[str]:
+    value = (labels or {}).get(names.EXECUTED_STEPS_LABEL)
+    return {name for name in str(value or "").split(",") if name}
+
+
+def _executed_steps(
+    ctx: StepContext, task_runs: list[TaskRun], labels: Mapping[str, Any] | None
+) -> set[str]:
+    found = set(_executed_here) | _labelled(labels)
     for run in task_runs:
         if run.state is not None and run.state.is_completed() and run.state.name != "Cached":
             found.add(names.step_of_task_run(run.name))
@@ -79,6 +106,7 @@ def confirm_before(ctx: StepContext, step: Step) -> None:
     flow_run = context.flow_run if context is not None else None
     if flow_run is None:
         return
+    crashpoints.reached(get_settings().data_dir, ctx.simulation_id, "step-boundary")
     with get_client(sync_client=True) as client:
         config = read_config(client, ctx.simulation_id)
         if config is None or config.mode is not Mode.MANUAL:
@@ -86,8 +114,10 @@ def confirm_before(ctx: StepContext, step: Step) -> None:
         task_runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
         )
+        labels = client.read_flow_run(flow_run.id).labels
     seen = {names.step_of_task_run(run.name) for run in task_runs}
-    if not needs_confirmation(config.mode, step, ctx, seen, _executed_steps(ctx, task_runs)):
+    executed_steps = _executed_steps(ctx, task_runs, labels)
+    if not needs_confirmation(config.mode, step, ctx, seen, executed_steps):
         return
     if flow_run.deployment_id is None:
         logger.warning("manual mode needs a deployment run to wait in: %s runs on", step.value)

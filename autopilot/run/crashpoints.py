@@ -32,6 +32,8 @@ POINTS = frozenset(
         "monitor-polled",
         "report-requested",
         "report-done",
+        # Between two steps, as the next one's wait (manual mode) is decided.
+        "step-boundary",
     }
 )
 ACTIONS = {"kill": signal.SIGKILL, "stall": signal.SIGSTOP}

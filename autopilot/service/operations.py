@@ -31,7 +31,7 @@ from autopilot.api_models import (
     Status,
 )
 from autopilot.client import MultimoClient
-from autopilot.errors import BackendRejected, NotFound
+from autopilot.errors import BackendRejected, BackendUnavailable, NotFound
 from autopilot.models import SimulationConfig, Step, steps_before
 from autopilot.run.confirm import StepConfirmation
 from autopilot.service.prefect_store import PrefectStore
@@ -74,6 +74,8 @@ class AutopilotService:
         # one write and nineteen cheap reads. Across processes the idempotency key decides.
         self._locks: dict[str, anyio.Lock] = {}
         self.status_cache: StatusCache | None = None
+        # Told the error code of each backend error this service's calls meet (/metrics).
+        self.on_backend_error: Callable[[str], None] | None = None
 
     async def start_status_cache(
         self, group: TaskGroup, timings: CacheTimings | None = None
@@ -104,7 +106,12 @@ class AutopilotService:
             with self._backend_factory() as client:
                 return call(client)
 
-        return await anyio.to_thread.run_sync(run)
+        try:
+            return await anyio.to_thread.run_sync(run)
+        except (BackendUnavailable, BackendRejected) as exc:
+            if self.on_backend_error is not None:
+                self.on_backend_error(exc.error_code)
+            raise
 
     async def _require_simulation(self, simulation_id: str) -> None:
         try:

@@ -113,6 +113,13 @@ def is_active(run: RunSnapshot | None, now: datetime | None = None) -> bool:
     return run is not None and run.state_type in ACTIVE_STATES and not is_stale_crash(run, now)
 
 
+def status_of(run: RunSnapshot, now: datetime | None = None) -> Status:
+    """The auto-pilot status a run's Prefect state stands for."""
+    if is_stale_crash(run, now):
+        return Status.FAILED
+    return _STATUS_BY_STATE.get(run.state_type, Status.INACTIVE)
+
+
 def clean_error(message: str | None) -> str | None:
     """The backend's error text without Prefect's exception prefix."""
     if not message:

@@ -28,7 +28,8 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autopilot.api_models import (
@@ -59,6 +60,7 @@ from autopilot.web.answers import (
     validation_failure,
 )
 from autopilot.web.asgi import RequestGuard
+from autopilot.web.metrics import ShimMetrics
 from autopilot.web.openapi import ShimApp, error_responses, route_doc
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ def create_app(
     settings = settings or get_settings()
     token = settings.shim_token()
     service = service or AutopilotService(settings)
+    metrics = ShimMetrics(service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +96,7 @@ def create_app(
             async with anyio.create_task_group() as group:
                 if settings.status_cache:
                     await service.start_status_cache(group)
+                group.start_soon(metrics.follow_events)
                 yield
                 group.cancel_scope.cancel()
         finally:
@@ -136,6 +140,14 @@ def create_app(
         # A bug, not bad input: log it with its traceback, answer without one.
         logger.exception("unexpected error on %s", request.url.path)
         return failure(500, INTERNAL_MESSAGE, ErrorCode.INTERNAL)
+
+    @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+    async def metrics_page() -> PlainTextResponse:
+        """Prometheus' text format (autopilot/web/metrics.py lists the metrics)."""
+        await metrics.refresh()
+        return PlainTextResponse(
+            generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
+        )
 
     @app.get("/healthz", response_model=HealthEnvelope, responses=error_responses(500))
     async def healthz() -> HealthEnvelope:

@@ -106,6 +106,24 @@ def test_a_crash_in_a_step_neither_skips_nor_repeats_the_next_wait(api: Api, sta
     assert stack.ledger(sim) == ONE_OF_EACH
 
 
+def test_a_kill_between_two_steps_does_not_skip_the_wait(api: Api, stack: Stack):
+    from autopilot.run import crashpoints
+
+    sim = stack.create_simulation(rounds=8)
+    crashpoints.arm(stack.data_dir, sim, "step-boundary")  # right after preparing executed
+    run_id = start_manual(api, sim)["flow_run_id"]
+
+    waiting = wait_awaiting(api, sim, "starting")
+    assert waiting["flow_run_id"] == run_id and waiting["retry_count"] >= 1  # it was restarted
+    assert stack.ledger(sim) == {**NOTHING, "prepare": 1}
+    api.ok("resume", simulation_id=sim)
+    wait_awaiting(api, sim, "monitoring")
+    api.ok("config", simulation_id=sim, mode="auto")
+    api.ok("resume", simulation_id=sim)
+    check_completed_later(api, sim, run_id)
+    assert stack.ledger(sim) == ONE_OF_EACH
+
+
 def test_the_mode_can_change_while_waiting_and_during_an_auto_run(api: Api, stack: Stack):
     # manual → auto while waiting: the rest runs unattended after the next resume.
     first = stack.create_simulation(rounds=6)

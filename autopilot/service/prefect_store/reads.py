@@ -61,6 +61,25 @@ class RunReads(PrefectConnection):
         snapshots.sort(key=lambda s: (s.generation, s.created or 0), reverse=True)
         return snapshots
 
+    async def latest_runs(self, limit: int = PAGE) -> dict[str, RunSnapshot]:
+        """The latest run of each simulation among the newest `limit` auto-pilot runs (one
+        read): what /metrics counts."""
+        async with self._api() as client:
+            found = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[names.AUTOPILOT_TAG])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=limit,
+            )
+        latest: dict[str, RunSnapshot] = {}
+        # Newest first by start time; a newer generation wins over a later-started older one.
+        for run in found:
+            simulation_id = str(run.parameters.get("simulation_id") or "")
+            snapshot = run_snapshot(run)
+            known = latest.get(simulation_id)
+            if simulation_id and (known is None or snapshot.generation > known.generation):
+                latest[simulation_id] = snapshot
+        return latest
+
     async def latest_run(
         self, simulation_id: str, runs: list[RunSnapshot] | None = None
     ) -> RunSnapshot | None:
