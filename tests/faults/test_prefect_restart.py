@@ -20,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from autopilot.api_models import Mode
 from autopilot.client import MultimoClient
-from autopilot.names import simulation_tag
+from autopilot.models import SimulationConfig
+from autopilot.names import simulation_tag, variable_name
 from tests.conftest import SESSION_DIR
 from tests.helpers import free_port, stop_process, wait_until
 from tests.prefect_stack import Worker, start_prefect_server
@@ -78,7 +80,23 @@ class OwnPrefect:
         response = self._call("GET", f"/deployments/name/{name}")
         return str(response.json()["id"]) if response.status_code == 200 else None
 
+    def set_auto_mode(self, simulation_id: str) -> None:
+        """What `config mode=auto` does (in manual mode a run waits after each step)."""
+        name = variable_name(simulation_id)
+        found = self._call("GET", f"/variables/name/{name}")
+        if found.status_code == 404:
+            value = SimulationConfig(mode=Mode.AUTO).model_dump(mode="json")
+            created = self._call("POST", "/variables/", json={"name": name, "value": value})
+            created.raise_for_status()
+            return
+        found.raise_for_status()
+        config = SimulationConfig.model_validate(found.json()["value"])
+        config.mode = Mode.AUTO
+        value = config.model_dump(mode="json")
+        self._call("PATCH", f"/variables/name/{name}", json={"value": value}).raise_for_status()
+
     def create_flow_run(self, deployment_id: str, parameters: dict[str, Any]) -> str:
+        self.set_auto_mode(parameters["simulation_id"])
         response = self._call(
             "POST",
             f"/deployments/{deployment_id}/create_flow_run",

@@ -16,7 +16,13 @@ import pytest
 from autopilot.devstack import pieces
 from autopilot.worker.executors import living_executor
 from tests.helpers import stop_process, wait_until
-from tests.prefect_stack import REPO_ROOT, read_flow_run, running_task, wait_for_state
+from tests.prefect_stack import (
+    REPO_ROOT,
+    read_flow_run,
+    running_task,
+    set_mode,
+    wait_for_state,
+)
 from tests.stack_fixtures import SESSION_DIR, Stack
 
 ONE_OF_EACH = {"prepare": 1, "start": 1, "stop": 0, "report": 1}
@@ -64,6 +70,7 @@ def pool_env(prefect_server: None, simulator: tuple[str, Path]) -> Iterator[dict
 
 
 def run_on_pool(simulation_id: str, env: dict[str, str]) -> str:
+    set_mode(simulation_id, "auto")  # in manual mode it would wait after each step
     out = prefect_cli(
         "deployment", "run", "auto-pilot/process", "--param", f"simulation_id={simulation_id}",
         env=env,
