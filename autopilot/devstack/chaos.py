@@ -54,6 +54,7 @@ TARGETS = ("flow", "worker", "shim", "simulator", "prefect")
 HOST_TARGET = "host"
 INJECTIONS = ("flow@start-accepted", "flow@report-done", "flow@pause-window")
 RESTART_STEPS = ("starting", "monitoring", "generating_report")
+MONITORED_ROUND_SECONDS = 0.5
 FAST_WORKER = {"AUTOPILOT_POLL_INTERVAL": "0.25", "AUTOPILOT_CONTROL_CHECK_INTERVAL": "0.25"}
 FAST_SIMULATOR = {"round_seconds": 0.1, "prepare_seconds": 0.5, "report_seconds": 0.5}
 FINAL = {"completed", "failed"}
@@ -110,13 +111,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def expected_side_effects(from_step: str | None) -> dict[str, int]:
+def expected_side_effects(from_step: str | None, reports_before: int = 0) -> dict[str, int]:
     """The ledger of a trial: one of each, plus what a restart at `from_step` does again
-    (after the first run completed; a restart at monitoring watches the first run's)."""
+    (after the first run completed; a restart at monitoring watches the first run's, and
+    makes the one report, after any the first run had asked for: `reports_before`)."""
     again = {"starting": ("start", "report"), "generating_report": ("report",)}.get(
         from_step or "", ()
     )
     expected = {action: 1 + (action in again) for action in ("prepare", "start", "report")}
+    if from_step == "monitoring":
+        expected["report"] = reports_before + 1
     if from_step is not None:
         expected["stop"] = 0  # a restart never stops the simulation it takes over
     return expected
@@ -127,11 +131,12 @@ def check_invariants(
     final_status: str,
     rounds: list[tuple[str | None, int]],
     from_step: str | None = None,
+    reports_before: int = 0,
 ) -> list[str]:
     """Pure: the violations of one trial (`rounds`: the backend run's start and round, as
-    polled)."""
+    polled; `reports_before`: the reports in the ledger when a restart was asked for)."""
     violations = []
-    for action, count in expected_side_effects(from_step).items():
+    for action, count in expected_side_effects(from_step, reports_before).items():
         if ledger.get(action, 0) != count:
             violations.append(f"{action} x{ledger.get(action, 0)}")
     # A report asked for again is deduplicated by the backend, but still a repeated call.
@@ -250,13 +255,15 @@ class Chaos:
                 return ledger or {}
             self._sleep(0.2)
 
-    def _create_simulation(self, number: int) -> str:
+    def _create_simulation(self, number: int, round_seconds: float | None = None) -> str:
         deadline = time.monotonic() + 60
+        fields: dict[str, Any] = {"agents": 20, "total_simulation_hours": self.rounds}
+        if round_seconds is not None:
+            fields["round_seconds"] = round_seconds
         while True:
             try:
                 response = self.backend.post(
-                    "/api/simulation/create",
-                    json={"agents": 20, "total_simulation_hours": self.rounds, "seed": number},
+                    "/api/simulation/create", json={**fields, "seed": number}
                 )
                 return str(response.json()["data"]["simulation_id"])
             except (httpx.HTTPError, KeyError, ValueError):
@@ -359,14 +366,19 @@ class Chaos:
         from autopilot.run import crashpoints
 
         trial = Trial(number=number, target=target, from_step=from_step, manual=manual)
-        sim = trial.simulation_id = self._create_simulation(number)
+        # A restart at monitoring must find the first run monitoring: its rounds are slower,
+        # so that status (a poll and the cache's lag away) is not overtaken by its end.
+        slower = MONITORED_ROUND_SECONDS if from_step == "monitoring" else None
+        sim = trial.simulation_id = self._create_simulation(number, slower)
         deadline = time.monotonic() + self.timeout * (2 if from_step else 1)
         mode = "manual" if manual else "auto"
         self._shim("config", {"simulation_id": sim, "mode": mode}, deadline)
         request: dict[str, Any] = {"simulation_id": sim}
+        reports_before = 0
         if from_step is not None:
             self._first_run(sim, from_step, deadline)
             request.update(force=True, from_step=from_step)
+            reports_before = int((self._ledger(sim).get("counts") or {}).get("report", 0))
         # The kill falls in the run being tested: a restart's, not its first run's.
         if target in ("flow@start-accepted", "flow@report-done"):
             for data_dir, _ in self._data_dirs():
@@ -419,7 +431,7 @@ class Chaos:
         trial.final_status = str(status.get("status") or "")
         ledger = self._ledger(sim)
         trial.violations = check_invariants(
-            ledger.get("counts") or {}, trial.final_status, rounds, from_step
+            ledger.get("counts") or {}, trial.final_status, rounds, from_step, reports_before
         )
         return trial
 

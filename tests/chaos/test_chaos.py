@@ -48,6 +48,13 @@ def test_a_restart_expects_exactly_what_its_step_and_the_later_ones_do_again():
     report_again = {**ONE_OF_EACH, "report": 2}
     assert check_invariants(report_again, "completed", one_run(12), "generating_report") == []
     assert check_invariants(ONE_OF_EACH, "completed", one_run(4, 12), "monitoring") == []
+    # The first run had asked for its report when the restart at monitoring was asked for:
+    # the restart makes one more, and only one.
+    report_again = {**ONE_OF_EACH, "report": 2}
+    assert check_invariants(report_again, "completed", one_run(12), "monitoring", 1) == []
+    assert check_invariants(report_again, "completed", one_run(12), "monitoring", 0) == [
+        "report x2"
+    ]
     # Watching a running simulation from a fresh attempt must never stop it.
     stopped = {**ONE_OF_EACH, "stop": 1}
     assert check_invariants(stopped, "completed", one_run(12), "monitoring") == ["stop x1"]
