@@ -136,7 +136,7 @@ FLOW_NAME = "auto-pilot"
 LEASE_LABEL = "autopilot.lease"
 # The flow-run label naming the step a failed run failed at (for notifications: notify.py).
 ERROR_STEP_LABEL = "autopilot.error_step"
-# The steps a flow run executed (not cache hits), written as each one ends: manual mode's
+# The last step a flow run executed (not a cache hit), written as each one ends: manual mode's
 # waits must not depend on the task-run records, which a killed process may not have sent.
 EXECUTED_STEPS_LABEL = "autopilot.executed_steps"
 # A `--`-led suffix after a fixed word: no simulation's variable (no `--`) can share it.

@@ -13,7 +13,8 @@ or a person's pause never skips a wait nor asks twice:
   current step; `mode=auto` while waiting runs the rest unattended after the next resume);
 - the step has no task run in this flow run yet (a boundary passed before is not waited at);
 - this flow run executed a step already (not a cache hit, not taken as done; written to a
-  label of the run as each step ends): `start` runs the next step without asking.
+  label of the run, the last one, as each step ends): `start` runs the next step without
+  asking.
 A boundary confirmed once is never waited at again: Prefect uses a pause key once per run.
 """
 
@@ -62,19 +63,20 @@ def executed(step_name: str) -> None:
     if context is None or context.flow_run is None:
         return
     try:
+        # One write, no read: what a boundary needs is that a step ran, and the steps taken as
+        # done (which `_executed_steps` drops) only ever come before the ones that run.
         with get_client(sync_client=True) as client:
-            recorded = _labelled(client.read_flow_run(context.flow_run.id).labels)
             client.update_flow_run_labels(
-                context.flow_run.id,
-                {names.EXECUTED_STEPS_LABEL: ",".join(sorted(recorded | _executed_here))},
+                context.flow_run.id, {names.EXECUTED_STEPS_LABEL: step_name}
             )
     except Exception as exc:  # the task-run records still tell, a moment later
         logger.warning("could not record step %s as executed: %s", step_name, exc)
 
 
 def _labelled(labels: Mapping[str, Any] | None) -> set[str]:
+    """The last step the run executed, as its label says (empty: none yet)."""
     value = (labels or {}).get(names.EXECUTED_STEPS_LABEL)
-    return {name for name in str(value or "").split(",") if name}
+    return {str(value)} if value else set()
 
 
 def _executed_steps(

@@ -204,9 +204,7 @@ def project(
         return AutopilotStatus(
             simulation_id=simulation_id, mode=mode, generation=generation, message=message
         )
-    status = _STATUS_BY_STATE.get(run.state_type, Status.INACTIVE)
-    if is_stale_crash(run, now):
-        status = Status.FAILED
+    status = status_of(run, now)
     last_completed = _last_completed_step(run)
     current = _current_step(run, last_completed)
     progress, detail, message = 0, {}, run.state_name
