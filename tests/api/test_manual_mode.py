@@ -87,7 +87,10 @@ def test_each_step_waits_for_its_confirmation_and_the_process_exits_meanwhile(
 
 
 def test_a_crash_in_a_step_neither_skips_nor_repeats_the_next_wait(api: Api, stack: Stack):
-    sim = stack.create_simulation(rounds=40, round_seconds=0.2)
+    # The backend run starts at the first confirmation and goes on while the run waits for
+    # the second: it must outlast that wait, the resume and a new flow process on a loaded
+    # machine (8 s did not, in a CI run), or monitoring finds it finished at once.
+    sim = stack.create_simulation(rounds=40, round_seconds=1.0)
     run_id = start_manual(api, sim)["flow_run_id"]
     wait_awaiting(api, sim, "starting")
     api.ok("resume", simulation_id=sim)
@@ -135,7 +138,7 @@ def test_the_mode_can_change_while_waiting_and_during_an_auto_run(api: Api, stac
     assert stack.ledger(first) == ONE_OF_EACH
 
     # auto → manual during a run: it waits after the current step; the CLI confirms.
-    second = stack.create_simulation(rounds=40, round_seconds=0.2)
+    second = stack.create_simulation(rounds=40, round_seconds=0.5)  # outlasts the switch
     api.configure_auto(second)
     run_id = api.ok("start", simulation_id=second)["flow_run_id"]
     api.wait_monitoring(second)
