@@ -135,6 +135,21 @@ class ReportTaskStatus(BackendModel):
     _zero = field_validator("progress", mode="before")(_zero_if_none)
 
 
+class TimelineRound(BackendModel):
+    """One round of `GET /api/simulation/<id>/timeline` (multimo sums a round's actions)."""
+
+    round_num: int
+    twitter_actions: int = 0
+    reddit_actions: int = 0
+    active_agents_count: int = 0
+    action_types: dict[str, int] = {}
+
+
+class Timeline(BackendModel):
+    rounds_count: int = 0
+    timeline: list[TimelineRound] = []
+
+
 class Report(BackendModel):
     report_id: str
     simulation_id: str | None = None

@@ -32,6 +32,8 @@ from autopilot.backend_models import (
     SimulationCreated,
     SimulationInfo,
     StartAccepted,
+    Timeline,
+    TimelineRound,
 )
 from autopilot.errors import (
     BackendAuthError,
@@ -417,6 +419,11 @@ class MultimoClient:
         """The runner's state: the only reliable completion signal."""
         path = f"/api/simulation/{_segment(simulation_id)}/run-status"
         return self._fetch(RunStatus, "GET", path)
+
+    def timeline(self, simulation_id: str) -> list[TimelineRound]:
+        """The run's rounds summed up (actions by platform, active agents), oldest first."""
+        path = f"/api/simulation/{_segment(simulation_id)}/timeline"
+        return self._fetch(Timeline, "GET", path).timeline
 
     def start(
         self,

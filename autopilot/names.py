@@ -112,6 +112,11 @@ def report_artifact_key(simulation_id: str) -> str:
     return f"{PREFIX}-{simulation_token(simulation_id)}--report"
 
 
+def rounds_artifact_key(simulation_id: str) -> str:
+    """The key of the simulation's per-round table artifacts (the report's chart, as data)."""
+    return f"{PREFIX}-{simulation_token(simulation_id)}--rounds"
+
+
 def claim_artifact_key(simulation_id: str) -> str:
     """The key of the artifacts by which runs claim the simulation (one active run)."""
     return f"{PREFIX}-{simulation_token(simulation_id)}--claim"

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simulator import chart
+from autopilot import chart
+from autopilot.backend_models import TimelineRound
+from simulator import timeline
 from simulator.engine import CREATE_COMMENT, LIKE_POST, REPOST
 from simulator.store import Store
 
 TOP_N = 10
+CHART_FILE = "chart.png"  # next to report.md, which links it by this relative name
 
 
 def build(store: Store, simulation_id: str, report_dir: Path) -> tuple[str, Path]:
@@ -24,11 +27,7 @@ def build(store: Store, simulation_id: str, report_dir: Path) -> tuple[str, Path
         run = dict(
             conn.execute("SELECT * FROM runs WHERE simulation_id = ?", (simulation_id,)).fetchone()
         )
-        rounds = conn.execute(
-            "SELECT round, twitter_actions, reddit_actions FROM rounds"
-            " WHERE simulation_id = ? ORDER BY round",
-            (simulation_id,),
-        ).fetchall()
+        rounds = [TimelineRound.model_validate(r) for r in timeline.rounds(conn, simulation_id)]
         by_type = conn.execute(
             "SELECT platform, action_type, COUNT(*) AS n FROM actions WHERE simulation_id = ?"
             " GROUP BY platform, action_type ORDER BY platform, action_type",
@@ -62,9 +61,17 @@ def build(store: Store, simulation_id: str, report_dir: Path) -> tuple[str, Path
     names = {
         a["agent_id"]: a["name"] for a in json.loads(sim["config_json"] or "{}").get("agents", [])
     }
-    series = [(r["twitter_actions"], r["reddit_actions"]) for r in rounds]
-    chart_path = chart.write(report_dir / "chart.png", series)
-    return _markdown(sim, run, series, by_type, agents, posts, names, chart_path), chart_path
+    series = [(r.twitter_actions, r.reddit_actions) for r in rounds]
+    chart_path = _write(report_dir / CHART_FILE, chart.png(rounds, f"Simulation {simulation_id}"))
+    return _markdown(sim, run, series, by_type, agents, posts, names), chart_path
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+    return path
 
 
 def _markdown(
@@ -75,7 +82,6 @@ def _markdown(
     agents: list[Any],
     posts: list[Any],
     names: dict[int, str],
-    chart_path: Path,
 ) -> str:
     total = run["twitter_actions"] + run["reddit_actions"]
     lines = [
@@ -100,9 +106,7 @@ def _markdown(
         "",
         "## Activity per round",
         "",
-        f"![Actions per round]({chart_path})",
-        "",
-        f"Chart file: `{chart_path}` (blue bars: twitter, orange bars: reddit).",
+        f"![Actions per round and active agents per round]({CHART_FILE})",
         "",
         "| round | twitter | reddit | total |",
         "|---|---|---|---|",

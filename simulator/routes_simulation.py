@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from simulator import faults, prepare
+from simulator import faults, prepare, timeline
 from simulator.api_models import (
     CreateRequest,
     PrepareStatusRequest,
@@ -126,3 +126,12 @@ def get_simulation(simulation_id: str, ctx: Ctx) -> dict[str, Any]:
 def run_status(simulation_id: str, ctx: Ctx) -> dict[str, Any]:
     _require(ctx, simulation_id)
     return ok(run_view(simulation_id, ctx.store.get_run(simulation_id)))
+
+
+@router.get("/{simulation_id}/timeline")
+def get_timeline(simulation_id: str, ctx: Ctx) -> dict[str, Any]:
+    """multimo's per-round summary (its `start_round`/`end_round` filters are not needed here)."""
+    _require(ctx, simulation_id)
+    with ctx.store.read() as conn:
+        rounds = timeline.rounds(conn, simulation_id)
+    return ok({"rounds_count": len(rounds), "timeline": rounds})

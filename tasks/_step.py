@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.states import Cancelled, State
+from prefect.transactions import get_transaction
 
 from autopilot import names
 from autopilot.client import MultimoClient
 from autopilot.errors import BackendUnavailable
 from autopilot.models import Step, StepContext
+from autopilot.run.control import StepInterrupted
 from autopilot.run.lease import fence
 from autopilot.settings import get_settings
 
@@ -83,10 +87,38 @@ def step_task(
         if retry_outages
         else {}
     )
-    decorator: Callable[[Callable[P, R]], Task[P, R]] = task(
+    make_task = task(
         name=step.value, task_run_name=names.task_run_name(step.value), **caching, **retrying
     )
+
+    def decorator(fn: Callable[P, R]) -> Task[P, R]:
+        return make_task(_yields_without_failing(fn))
+
     return decorator
+
+
+def _yields_without_failing(fn: Callable[P, R]) -> Callable[P, R]:
+    """A step that yields to a pause or stop ends Cancelled and named for the reason ("Paused",
+    "Stopping"), not Failed: the Prefect UI draws a failed step in red, which a person reads as
+    an error, while the step goes on after a resume. The message keeps `StepInterrupted: …`
+    (see `interruption_of`)."""
+
+    @functools.wraps(fn)
+    def step(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except StepInterrupted as interrupted:
+            if (transaction := get_transaction()) is not None:
+                # A returned state is a result to Prefect: without this, the step's checkpoint
+                # would record the interrupted step as done.
+                transaction.write_on_commit = False
+            state: State[Any] = Cancelled(
+                name=interrupted.reason.capitalize(),
+                message=f"{type(interrupted).__name__}: {interrupted.message}",
+            )
+            return cast(R, state)
+
+    return step
 
 
 def retry_if_unavailable(task: Any, task_run: Any, state: Any) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from autopilot import names
-from autopilot.backend_models import Report
+from autopilot import chart, names
+from autopilot.backend_models import Report, TimelineRound
 from autopilot.client import MultimoClient
-from autopilot.errors import StepFailed
+from autopilot.errors import BackendRejected, NotFound, StepFailed
 from autopilot.models import BackendBaseline, ReportResult, Step, StepContext
+from autopilot.report_artifact import embed_chart
 from autopilot.run import crashpoints
 from autopilot.run.control import RunControl
 from autopilot.run.progress import ProgressPublisher
@@ -140,12 +141,9 @@ def generate_report(ctx: StepContext, baseline: BackendBaseline) -> ReportResult
                 ride_out(lambda: client.get_report(finished_id), outage, control).markdown_content
                 or ""
             )
+        rounds = _timeline(client, ctx.simulation_id, outage, control)
     crashpoints.reached(settings.data_dir, ctx.simulation_id, "report-done")
-    create_markdown_artifact(
-        markdown=markdown or "(the backend returned an empty report)",
-        key=names.report_artifact_key(ctx.simulation_id),
-        description=f"Report {report.report_id}; chart: {report.chart_path or 'none'}",
-    )
+    _publish(ctx.simulation_id, report, markdown, rounds)
     return ReportResult(
         simulation_id=ctx.simulation_id,
         report_id=report.report_id,
@@ -153,3 +151,34 @@ def generate_report(ctx: StepContext, baseline: BackendBaseline) -> ReportResult
         chart_path=report.chart_path,
         markdown_chars=len(markdown),
     )
+
+
+def _timeline(
+    client: MultimoClient, simulation_id: str, outage: OutageTracker, control: RunControl
+) -> list[TimelineRound] | None:
+    """The run's rounds for the chart; None (the report goes out without a chart) from a
+    backend that has no timeline for it."""
+    try:
+        return ride_out(lambda: client.timeline(simulation_id), outage, control)
+    except (NotFound, BackendRejected) as exc:
+        get_run_logger().warning("no timeline for the report's chart: %s", exc.message)
+        return None
+
+
+def _publish(
+    simulation_id: str, report: Report, markdown: str, rounds: list[TimelineRound] | None
+) -> None:
+    """The report artifact, self-contained (chart embedded), and the per-round table."""
+    title = f"Simulation {simulation_id}"
+    uri = chart.data_uri(chart.png(rounds, title)) if rounds else None
+    create_markdown_artifact(
+        markdown=embed_chart(markdown or "(the backend returned an empty report)", uri),
+        key=names.report_artifact_key(simulation_id),
+        description=f"Report {report.report_id}",
+    )
+    if rounds:
+        create_table_artifact(
+            table=chart.table_rows(rounds),
+            key=names.rounds_artifact_key(simulation_id),
+            description=f"Actions and active agents per round (report {report.report_id})",
+        )

@@ -60,7 +60,11 @@ def test_demo_runs_one_auto_pilot_to_a_report_and_leaves_nothing_running(tmp_pat
     report = re.search(r"Report \(Markdown\): (\S+)", result.stdout)
     chart = re.search(r"Chart \(PNG\):\s+(\S+)", result.stdout)
     assert report and chart, result.stdout
-    assert "# Simulation report" in Path(report.group(1)).read_text()
+    markdown = Path(report.group(1)).read_text()
+    assert "# Simulation report" in markdown
+    # The report links its chart relatively, and the chart is there.
+    assert "](chart.png)" in markdown
+    assert Path(chart.group(1)) == Path(report.group(1)).parent / "chart.png"
     assert Path(chart.group(1)).read_bytes().startswith(b"\x89PNG")
     for url in (env["PREFECT_API_URL"], env["AUTOPILOT_BACKEND_URL"]):
         port = int(url.rsplit(":", 1)[1].split("/")[0])

@@ -275,7 +275,7 @@ def test_report_generation_until_completed(client: MultimoClient, backend: Backe
     assert isinstance(report, Report)
     assert report.status == "completed" and report.simulation_id == sim_id
     assert report.chart_path and report.markdown_content
-    assert report.chart_path in report.markdown_content
+    assert "](chart.png)" in report.markdown_content  # relative: next to report.md
     chart = Path(report.chart_path)
     assert chart.is_file() and chart.read_bytes().startswith(PNG_SIGNATURE)
     assert chart.resolve().is_relative_to(backend.data_dir.resolve())

@@ -35,6 +35,7 @@ def every_name(simulation_id: str) -> dict[str, set[str]]:
         "artifact": {
             names.progress_artifact_key(simulation_id),
             names.report_artifact_key(simulation_id),
+            names.rounds_artifact_key(simulation_id),
             names.claim_artifact_key(simulation_id),
         },
         "result": {names.step_cache_key(simulation_id, 3, "0a1b2c3d4e5f", s) for s in steps}

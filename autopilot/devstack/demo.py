@@ -109,6 +109,7 @@ def run_demo(console: Console, rounds: int = 24, agents: int = 40) -> dict[str, 
 def _show_outcome(
     console: Console, supervisor: Supervisor, simulation_id: str, final: dict[str, Any]
 ) -> None:
+    from autopilot import chart
     from autopilot.client import MultimoClient
 
     console.print(f"Auto-pilot ended [bold]{final.get('status')}[/bold]")
@@ -121,15 +122,19 @@ def _show_outcome(
             console.print("[red]no report found[/red]")
             return
         report = backend.get_report(report.report_id)
-    target = supervisor.data_dir / "reports" / f"{simulation_id}.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
+        rounds = backend.timeline(simulation_id)
+    # The report and its chart side by side: the Markdown links `chart.png` relatively.
+    folder = supervisor.data_dir / "reports" / simulation_id
+    folder.mkdir(parents=True, exist_ok=True)
+    target, chart_file = folder / "report.md", folder / "chart.png"
+    chart_file.write_bytes(chart.png(rounds, f"Simulation {simulation_id}"))
     target.write_text(report.markdown_content or "")
     console.rule("report (first lines)")
     for line in (report.markdown_content or "").splitlines()[:14]:
         console.print(line, markup=False, highlight=False)
     console.rule()
     console.print(f"Report (Markdown): {target}")
-    console.print(f"Chart (PNG):       {report.chart_path}")
+    console.print(f"Chart (PNG):       {chart_file}")
     flow_run = final.get("flow_run_id")
     console.print(f"Prefect UI:        {_ui_url(supervisor)}/runs/flow-run/{flow_run}")
     console.print(

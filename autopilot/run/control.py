@@ -12,7 +12,7 @@ from collections.abc import Callable
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import State, StateType
 from prefect.context import get_run_context
 
 from autopilot.errors import AutopilotError
@@ -40,6 +40,13 @@ class StepInterrupted(AutopilotError):
         reason = reason.removeprefix(self._SAYS)
         super().__init__(f"{self._SAYS}{reason}")
         self.reason = reason
+
+
+def interruption_of(state: State) -> StepInterrupted | None:
+    """The interruption a step's final state records (a step that yielded ends Cancelled with
+    the message `StepInterrupted: …`), or None."""
+    _, marker, says = (state.message or "").partition(f"{StepInterrupted.__name__}: ")
+    return StepInterrupted(says) if marker and state.is_cancelled() else None
 
 
 def current_flow_run_id() -> UUID | None:

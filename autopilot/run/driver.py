@@ -13,7 +13,7 @@ from prefect.results import ResultRecord
 from autopilot.errors import AutopilotError, StepFailed
 from autopilot.run import confirm
 from autopilot.run.checkpoints import verify_checkpoint
-from autopilot.run.control import STOPPING, StepInterrupted
+from autopilot.run.control import STOPPING, StepInterrupted, interruption_of
 from autopilot.run.lease import fence
 from autopilot.settings import get_settings
 
@@ -62,7 +62,7 @@ def until_done(step: Any, *args: Any) -> Any:
                     verify_checkpoint(step, _checkpoint_key(state) or "", step.name)
                 confirm.executed(step.name)
             return state.result()
-        error = state.result(raise_on_failure=False)
+        error = interruption_of(state) or state.result(raise_on_failure=False)
         if not isinstance(error, StepInterrupted):
             raise _as_step_failure(step.name, error, state)
         if error.reason == STOPPING:

@@ -7,6 +7,7 @@ witness of what really happened on the backend.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from uuid import UUID
 import httpx
 import pytest
 
+from autopilot import names
+from tests.api.run_records import artifacts, embedded_chart_size, task_runs
 from tests.api.shim import (
     ADDED_KEYS,
     PAUSE_KEYS,
@@ -77,7 +80,8 @@ def check_completed(status: dict[str, Any], flow_run_id: str | None = None) -> N
 
 
 def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stack):
-    sim = stack.create_simulation(rounds=40, round_seconds=0.3)
+    # 20 s of rounds: the pause lands while monitoring (checked at the end), not after.
+    sim = stack.create_simulation(rounds=40, round_seconds=0.5)
     started = start_auto(api, sim)
     run_id = started["flow_run_id"]
 
@@ -91,7 +95,7 @@ def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stac
         "rounds_per_hour", "eta_seconds", "estimated_completion_at",
     }  # fmt: skip
     assert detail["total_rounds"] == 40
-    check_estimate(detail, round_seconds=0.3)
+    check_estimate(detail, round_seconds=0.5)
     assert monitoring["step_progress"] == detail["current_round"] * 100 // detail["total_rounds"]
     assert monitoring["last_completed_step"] == "starting"
     assert monitoring["started_at"] is not None
@@ -124,7 +128,7 @@ def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stac
         timeout=90, message="monitoring again, with an estimate",
     )  # fmt: skip
     if after_pause["status"] != "completed":
-        check_estimate(after_pause["progress_detail"], round_seconds=0.3)
+        check_estimate(after_pause["progress_detail"], round_seconds=0.5)
 
     done = api.wait_for(sim, "completed", timeout=COMPLETION_TIMEOUT)
     check_completed(done, run_id)
@@ -132,6 +136,34 @@ def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stac
     assert stack.run_status(sim)["runner_status"] == "completed"
     api.fail("pause", 409, "NOT_ACTIVE", simulation_id=sim)
     api.fail("resume", 409, "NOT_PAUSED", simulation_id=sim)
+    check_what_prefect_shows(sim, run_id, total_rounds=40)
+
+
+def check_what_prefect_shows(sim: str, run_id: str, total_rounds: int) -> None:
+    """What a person sees of a run paused once, then completed, in the Prefect UI."""
+    states = [
+        (names.step_of_task_run(t.name), t.state.type.value, t.state.name)
+        for t in task_runs(run_id)
+    ]
+    # The monitoring attempt that yielded to the pause is "Paused", not a red Failed.
+    assert ("monitoring", "CANCELLED", "Paused") in states, states
+    assert not [s for s in states if s[1] in {"FAILED", "CRASHED"}], states
+    # After the resume, the steps done before it are found in their checkpoints (Cached).
+    assert [s[0] for s in states if s[2] == "Completed"] == [
+        "preparing", "starting", "monitoring", "generating_report", "completed",
+    ], states  # fmt: skip
+    found = artifacts(run_id)
+    # One progress artifact for the run, left at its final word, not at a step's last one.
+    (progress,) = found["progress"]
+    assert progress.data == 100.0 and progress.description.startswith("completed:"), progress
+    (report,) = [a for a in found["markdown"] if a.key == names.report_artifact_key(sim)]
+    assert embedded_chart_size(report.data) == (900, 650)
+    assert "](chart.png)" not in report.data  # nothing left that points at another disk
+    (table,) = found["table"]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [row["round"] for row in rows] == list(range(1, total_rounds + 1))
+    assert all(row["total_actions"] == row["twitter_actions"] + row["reddit_actions"]
+               for row in rows)  # fmt: skip
 
 
 def stop_and_check(api: Api, stack: Stack, sim: str, run_id: str) -> None:

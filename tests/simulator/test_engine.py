@@ -1,8 +1,7 @@
-"""The engine and chart in-process: determinism, replay equivalence, PNG structure."""
+"""The engine in-process: determinism and replay equivalence."""
 
 from __future__ import annotations
 
-from simulator import chart
 from simulator.engine import FOLLOW, REPOST, World
 from simulator.profiles import build_config
 
@@ -56,8 +55,3 @@ def test_interactions_target_posts_of_followed_agents() -> None:
                 if a.action_type == REPOST:
                     mine.add(a.target_post_id)
     assert interactions > 100
-
-
-def test_chart_is_a_png_with_expected_size() -> None:
-    png = chart.render([(3, 5), (10, 2), (0, 0)])
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png.endswith(b"IEND\xaeB`\x82")
