@@ -42,7 +42,8 @@ def figure(rounds: Sequence[TimelineRound], title: str) -> Figure:
                 width, label="Reddit", color=REDDIT_COLOUR)  # fmt: skip
     actions.set_title("Actions per round", loc="left", fontsize="medium")
     actions.set_ylabel("actions")
-    actions.legend(loc="upper right")
+    # Above the panel, right of its title: inside, it hid the last rounds' bars.
+    actions.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False)
     actions.grid(axis="y", alpha=0.3)
     agents.plot(numbers, [r.active_agents_count for r in rounds], marker="o", markersize=3,
                 color=AGENTS_COLOUR, label="agents who acted")  # fmt: skip
@@ -50,7 +51,8 @@ def figure(rounds: Sequence[TimelineRound], title: str) -> Figure:
     agents.set_xlabel("round")
     agents.set_ylabel("agents")
     agents.set_ylim(bottom=0)
-    agents.legend(loc="lower right")
+    agents.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    agents.yaxis.get_major_locator().set_params(integer=True)
     agents.grid(alpha=0.3)
     if numbers:
         agents.set_xlim(min(numbers) - 0.7, max(numbers) + 0.7)

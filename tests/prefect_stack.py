@@ -28,10 +28,11 @@ def start_prefect_server(
     log_path: Path,
     database_url: str | None = None,
     timeout: float = 120,
+    ui: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start `prefect server start` (SQLite in `home` unless `database_url` is given) and wait
     until it answers /api/health."""
-    server = pieces.prefect_server(port, home, database_url, ui=False)
+    server = pieces.prefect_server(port, home, database_url, ui=ui)
     proc = pieces.spawn(server, os.environ, log_path)
     pieces.wait_up(server, proc, log_path, timeout=timeout)
     return proc

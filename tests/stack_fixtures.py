@@ -70,8 +70,9 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
+    # With its UI: the browser test looks at what it shows of the session's runs.
     proc = start_prefect_server(
-        SESSION_DIR / "prefect-server", PREFECT_PORT, SESSION_DIR / "prefect-server.log"
+        SESSION_DIR / "prefect-server", PREFECT_PORT, SESSION_DIR / "prefect-server.log", ui=True
     )
     yield
     pieces.stop_group(proc, timeout=20)

@@ -69,8 +69,10 @@ def prefect_server(
     *,
     ui: bool = True,
     host: str = "127.0.0.1",
+    public_url: str | None = None,
 ) -> Piece:
-    """`prefect server start` on `host`:`port`, on SQLite in `home` unless `database_url`."""
+    """`prefect server start` on `host`:`port`, on SQLite in `home` unless `database_url`.
+    `public_url`: the API's address as browsers reach it (default: `host`:`port`)."""
     database_url = database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
     return Piece(
         "prefect",
@@ -90,6 +92,10 @@ def prefect_server(
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
+            # The UI calls the API at this address. Prefect's default is PREFECT_API_URL
+            # (unset below) or its configured port, not `--port`: a UI on any port but
+            # 4200 showed "Can't connect to Server API at http://127.0.0.1:4200/api".
+            "PREFECT_UI_API_URL": public_url or f"http://{host}:{port}/api",
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
             "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
         },

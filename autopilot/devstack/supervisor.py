@@ -175,7 +175,7 @@ class Supervisor:
             "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}"
         )
         port = urlparse(api_url).port or DEFAULT_PREFECT_PORT
-        server = pieces.prefect_server(port, home, database_url, host=bind)
+        server = pieces.prefect_server(port, home, database_url, host=bind, public_url=api_url)
         return Child(server, server.healthy, port=port, address=bind)
 
     def workers(self) -> list[Piece]:

@@ -15,6 +15,8 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.client.schemas.sorting import TaskRunSort
 
@@ -49,3 +51,30 @@ def embedded_chart_size(markdown: str) -> tuple[int, int]:
     with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
         assert image.format == "PNG"
         return image.size
+
+
+def run_logs(flow_run_id: str) -> list[str]:
+    """The messages of the run's logs."""
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
+        )
+    return [log.message for log in logs]
+
+
+def wait_step_yielded(flow_run_id: str, step: str, timeout: float = 60) -> None:
+    """Until a task run of `step` has yielded to a pause (ended Cancelled, named "Paused"): a
+    resume sent before that may find the step still running, and it then never yields."""
+    from autopilot import names
+    from tests.helpers import wait_until
+
+    def yielded() -> bool:
+        return any(
+            names.step_of_task_run(t.name) == step
+            and t.state is not None
+            and t.state.is_cancelled()
+            and t.state.name == "Paused"
+            for t in task_runs(flow_run_id)
+        )
+
+    wait_until(yielded, timeout=timeout, interval=0.25, message=f"{step} to yield to the pause")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from autopilot import names
-from tests.api.run_records import artifacts, embedded_chart_size, task_runs
+from tests.api.run_records import artifacts, embedded_chart_size, task_runs, wait_step_yielded
 from tests.api.shim import (
     ADDED_KEYS,
     PAUSE_KEYS,
@@ -111,6 +111,7 @@ def test_config_start_pause_resume_runs_to_completion_once(api: Api, stack: Stac
     assert status["paused_at"] is not None
     assert status["flow_run_id"] == run_id
     api.fail("pause", 409, None, simulation_id=sim)
+    wait_step_yielded(run_id, "monitoring")
     # A start while paused returns the existing run, it does not start a second one.
     again = api.ok("start", simulation_id=sim)
     assert again["flow_run_id"] == run_id and again["status"] == "paused"

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from autopilot.worker.executors import living_executor
+from tests.api.run_records import run_logs
 from tests.api.shim import Api
 from tests.api.test_from_step import check_completed_later
 from tests.api.test_lifecycle import ONE_OF_EACH
@@ -37,17 +38,6 @@ def wait_awaiting(api: Api, simulation_id: str, step: str, timeout: float = 120)
     )  # fmt: skip
     assert step in status["step_message"] and "confirmation" in status["step_message"], status
     return status
-
-
-def run_logs(flow_run_id: str) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    return [log.message for log in logs]
 
 
 def test_each_step_waits_for_its_confirmation_and_the_process_exits_meanwhile(
