@@ -60,7 +60,7 @@ def test_distinct_ids_never_share_a_name(first: str, second: str):
 @given(ids)
 def test_names_of_one_id_are_distinct_within_each_namespace(simulation_id: str):
     grouped = every_name(simulation_id)
-    assert len(grouped["artifact"]) == 3
+    assert len(grouped["artifact"]) == 4
     assert len(grouped["result"]) == 6
 
 
