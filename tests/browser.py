@@ -108,6 +108,17 @@ class Page:
                     raise
         raise AssertionError("unreachable")
 
+    def scroll_to_text(self, text: str) -> None:
+        """Scroll the innermost element saying `text` into the middle of the view."""
+        self.evaluate(
+            f"""(() => {{
+                const hits = [...document.querySelectorAll('*')]
+                    .filter(e => e.innerText && e.innerText.trim() === {json.dumps(text)});
+                const inner = hits.find(e => !hits.some(o => o !== e && e.contains(o)));
+                if (inner) inner.scrollIntoView({{block: 'center'}});
+            }})()"""
+        )
+
     def screenshot(self, name: str) -> Path:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         path = self.shots / f"{name}.png"
@@ -116,7 +127,7 @@ class Page:
 
 
 @contextmanager
-def chromium(shots: Path, width: int = 1400, height: int = 1000) -> Iterator[Page]:
+def chromium(shots: Path, width: int = 1400, height: int = 1200) -> Iterator[Page]:
     """A headless Chromium with one page; stopped (with its profile removed) on exit."""
     executable = chromium_path()
     assert executable, "no chromium: apt-get install -y chromium (or set AUTOPILOT_CHROMIUM)"

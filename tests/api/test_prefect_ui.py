@@ -71,6 +71,7 @@ def check_the_finished_run(page: Page, sim: str, run_id: str) -> None:
         "Artifacts",
         names.report_artifact_key(sim), names.rounds_artifact_key(sim), "completed: 30/30 rounds",
     )  # fmt: skip
+    page.scroll_to_text(names.rounds_artifact_key(sim))
     page.screenshot("3-artifacts")
 
 
