@@ -104,8 +104,18 @@ def check_the_resume_form(page: Page, api: Api, stack: Stack, sim: str, run_id: 
     page.wait_for_text("Resume Flow Run", "Note")
     typed = page.evaluate(
         """(() => {
-            const field = [...document.querySelectorAll('input, textarea')]
-                .find(e => e.offsetParent !== null && e.type !== 'checkbox' && e.type !== 'search');
+            // The form's own field, inside the "Resume Flow Run" dialog: the page has other
+            // inputs (typing into the first visible one once left the dialog closed).
+            const inForm = e => {
+                let up = e.parentElement;
+                for (let depth = 0; up && depth < 12; depth++, up = up.parentElement) {
+                    if (up.innerText && up.innerText.includes('Resume Flow Run')) return true;
+                }
+                return false;
+            };
+            const fields = 'textarea, input[type=text], input:not([type])';
+            const field = [...document.querySelectorAll(fields)]
+                .find(e => e.offsetParent !== null && inForm(e));
             if (!field) return false;
             field.focus();
             field.value = 'looked at it in the browser';
