@@ -98,7 +98,8 @@ def check_the_artifacts(page: Page, sim: str, run_id: str) -> None:
 
 def check_the_resume_form(page: Page, api: Api, stack: Stack, sim: str, run_id: str) -> None:
     page.open(f"{UI}/runs/flow-run/{run_id}")
-    page.wait_for_text("Suspended", "Resume", names.simulation_tag(sim))
+    page.wait_for_text("Suspended", "Resume", names.simulation_tag(sim),
+                       "manual mode: waiting for a confirmation to run starting")  # fmt: skip
     page.screenshot("7-suspended-run")
     page.click_text("button", "Resume")
     page.wait_for_text("Resume Flow Run", "Note")
