@@ -11,6 +11,7 @@ from prefect.exceptions import Pause
 from prefect.results import ResultRecord
 
 from autopilot.errors import AutopilotError, StepFailed
+from autopilot.models import StepContext
 from autopilot.run import confirm
 from autopilot.run.checkpoints import verify_checkpoint
 from autopilot.run.control import STOPPING, StepInterrupted, interruption_of
@@ -42,7 +43,7 @@ def _as_step_failure(step_name: str, error: Any, state: Any) -> BaseException:
     return failure
 
 
-def until_done(step: Any, *args: Any) -> Any:
+def until_done(step: Any, ctx: StepContext, *args: Any) -> Any:
     """Run a step, calling it again after it yielded to a pause or stop request."""
     # A process that was taken over ends here rather than record another step as its own.
     fence(f"step {step.name}")
@@ -51,7 +52,7 @@ def until_done(step: Any, *args: Any) -> Any:
     grace = get_settings().stop_grace
     while True:
         try:
-            state = step(*args, return_state=True)
+            state = step(ctx, *args, return_state=True)
         except Pause:
             # Prefect suspends the run at this task boundary; the process exits.
             get_run_logger().info("auto-pilot paused at %s; resume continues here", step.name)
@@ -60,7 +61,7 @@ def until_done(step: Any, *args: Any) -> Any:
             if state.name != "Cached":
                 if step.persist_result:
                     verify_checkpoint(step, _checkpoint_key(state) or "", step.name)
-                confirm.executed(step.name)
+                confirm.executed(ctx, step.name)
             return state.result()
         error = interruption_of(state) or state.result(raise_on_failure=False)
         if not isinstance(error, StepInterrupted):

@@ -38,7 +38,9 @@ LOADED_CHART = """(() => {
 
 
 def paused_once_then_completed(api: Api, stack: Stack) -> tuple[str, str]:
-    sim = stack.create_simulation(rounds=30, round_seconds=0.5)
+    # 40 s of rounds: on a loaded CI box, monitoring began 16 s after starting once, and a
+    # 15 s run had finished by then (no pause to show).
+    sim = stack.create_simulation(rounds=40, round_seconds=1.0)
     run_id = start_auto(api, sim)["flow_run_id"]
     api.wait_monitoring(sim)
     api.ok("pause", simulation_id=sim)
@@ -52,7 +54,8 @@ def paused_once_then_completed(api: Api, stack: Stack) -> tuple[str, str]:
 
 def check_the_finished_run(page: Page, sim: str, run_id: str) -> None:
     page.open(f"{UI}/runs/flow-run/{run_id}")
-    page.wait_for_text(names.simulation_tag(sim), "Completed", "Task Runs")
+    page.wait_for_text(names.simulation_tag(sim), "Completed", "Task Runs",
+                       "auto-pilot paused at monitoring")  # fmt: skip
     page.screenshot("1-finished-run")
 
     text = page.open_tab(
@@ -69,7 +72,7 @@ def check_the_finished_run(page: Page, sim: str, run_id: str) -> None:
 
     page.open_tab(
         "Artifacts",
-        names.report_artifact_key(sim), names.rounds_artifact_key(sim), "completed: 30/30 rounds",
+        names.report_artifact_key(sim), names.rounds_artifact_key(sim), "completed: 40/40 rounds",
     )  # fmt: skip
     page.scroll_to_text(names.rounds_artifact_key(sim))
     page.screenshot("3-artifacts")
@@ -87,12 +90,12 @@ def check_the_artifacts(page: Page, sim: str, run_id: str) -> None:
 
     (progress,) = found["progress"]
     page.open(f"{UI}/artifacts/artifact/{progress.id}")
-    page.wait_for_text("Progress: 100%", "completed: 30/30 rounds")
+    page.wait_for_text("Progress: 100%", "completed: 40/40 rounds")
     page.screenshot("5-progress-artifact")
 
     (table,) = found["table"]
     page.open(f"{UI}/artifacts/artifact/{table.id}")
-    page.wait_for_text("30 Items", "twitter_actions", "active_agents")
+    page.wait_for_text("40 Items", "twitter_actions", "active_agents")
     page.screenshot("6-rounds-table")
 
 
