@@ -26,15 +26,23 @@ TWITTER_COLOUR = "#1d9bf0"
 REDDIT_COLOUR = "#ff4500"
 AGENTS_COLOUR = "#4d4d4d"
 _DPI = 100
+# Where a chart sits beside its report.md (which links it by this relative name), and what it
+# shows, as an image's alternative text.
+FILE_NAME = "chart.png"
+DESCRIPTION = "Actions per round and active agents per round"
 
 
-def figure(rounds: Sequence[TimelineRound], title: str) -> Figure:
+def title_of(simulation_id: str) -> str:
+    return f"Simulation {simulation_id}"
+
+
+def figure(rounds: Sequence[TimelineRound], simulation_id: str) -> Figure:
     """The two-panel figure; `pyplot.close` it (or use `png`) when done."""
     numbers = [r.round_num for r in rounds]
     fig, (actions, agents) = pyplot.subplots(
         2, 1, figsize=(9, 6.5), sharex=True, height_ratios=(3, 2), layout="constrained"
     )
-    fig.suptitle(title)
+    fig.suptitle(title_of(simulation_id))
     width = 0.4
     actions.bar([n - width / 2 for n in numbers], [r.twitter_actions for r in rounds],
                 width, label="Twitter", color=TWITTER_COLOUR)  # fmt: skip
@@ -60,9 +68,9 @@ def figure(rounds: Sequence[TimelineRound], title: str) -> Figure:
     return fig
 
 
-def png(rounds: Sequence[TimelineRound], title: str) -> bytes:
+def png(rounds: Sequence[TimelineRound], simulation_id: str) -> bytes:
     """The chart as PNG bytes."""
-    fig = figure(rounds, title)
+    fig = figure(rounds, simulation_id)
     try:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=_DPI)

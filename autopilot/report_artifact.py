@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
+from autopilot.chart import DESCRIPTION as CHART_ALT
+
 # A Markdown image whose target is neither a web address nor already embedded.
 _LOCAL_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?!https?://|data:)(?P<target>[^)\s]+)\)")
-CHART_ALT = "Actions per round and active agents per round"
 
 
 def embed_chart(markdown: str, chart_uri: str | None) -> str:

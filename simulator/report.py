@@ -13,7 +13,6 @@ from simulator.engine import CREATE_COMMENT, LIKE_POST, REPOST
 from simulator.store import Store
 
 TOP_N = 10
-CHART_FILE = "chart.png"  # next to report.md, which links it by this relative name
 
 
 def build(store: Store, simulation_id: str, report_dir: Path) -> tuple[str, Path]:
@@ -62,11 +61,12 @@ def build(store: Store, simulation_id: str, report_dir: Path) -> tuple[str, Path
         a["agent_id"]: a["name"] for a in json.loads(sim["config_json"] or "{}").get("agents", [])
     }
     series = [(r.twitter_actions, r.reddit_actions) for r in rounds]
-    chart_path = _write(report_dir / CHART_FILE, chart.png(rounds, f"Simulation {simulation_id}"))
+    chart_path = write_atomically(report_dir / chart.FILE_NAME, chart.png(rounds, simulation_id))
     return _markdown(sim, run, series, by_type, agents, posts, names), chart_path
 
 
-def _write(path: Path, content: bytes) -> Path:
+def write_atomically(path: Path, content: bytes) -> Path:
+    """Write `content` to `path` so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(content)
@@ -106,7 +106,7 @@ def _markdown(
         "",
         "## Activity per round",
         "",
-        f"![Actions per round and active agents per round]({CHART_FILE})",
+        f"![{chart.DESCRIPTION}]({chart.FILE_NAME})",
         "",
         "| round | twitter | reddit | total |",
         "|---|---|---|---|",

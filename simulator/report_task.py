@@ -171,10 +171,7 @@ def _work(store: Store, simulation_id: str, report_id: str, report_seconds: floa
             if faults.effective(conn, simulation_id).get("fail_report"):
                 raise RuntimeError("injected report failure")
         markdown, chart_path = report.build(store, simulation_id, store.report_dir(report_id))
-        md_path = store.report_dir(report_id) / "report.md"
-        tmp = md_path.with_suffix(".md.tmp")
-        tmp.write_text(markdown)
-        tmp.replace(md_path)
+        report.write_atomically(store.report_dir(report_id) / "report.md", markdown.encode())
         _set(
             store,
             report_id,

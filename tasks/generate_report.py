@@ -169,8 +169,7 @@ def _publish(
     simulation_id: str, report: Report, markdown: str, rounds: list[TimelineRound] | None
 ) -> None:
     """The report artifact, self-contained (chart embedded), and the per-round table."""
-    title = f"Simulation {simulation_id}"
-    uri = chart.data_uri(chart.png(rounds, title)) if rounds else None
+    uri = chart.data_uri(chart.png(rounds, simulation_id)) if rounds else None
     create_markdown_artifact(
         markdown=embed_chart(markdown or "(the backend returned an empty report)", uri),
         key=names.report_artifact_key(simulation_id),

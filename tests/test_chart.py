@@ -20,7 +20,7 @@ ROUNDS = [
 
 
 def test_the_figure_has_a_title_labelled_axes_a_legend_and_two_panels() -> None:
-    fig = chart.figure(ROUNDS, "Simulation sim_x")
+    fig = chart.figure(ROUNDS, "sim_x")
     try:
         assert fig.get_suptitle() == "Simulation sim_x"
         actions, agents = fig.axes
@@ -40,7 +40,7 @@ def test_the_figure_has_a_title_labelled_axes_a_legend_and_two_panels() -> None:
 
 
 def test_the_png_decodes_and_its_data_uri_carries_the_same_bytes() -> None:
-    image = chart.png(ROUNDS, "Simulation sim_x")
+    image = chart.png(ROUNDS, "sim_x")
     with Image.open(io.BytesIO(image)) as decoded:
         assert decoded.format == "PNG" and decoded.size == (900, 650)
     uri = chart.data_uri(image)
@@ -49,7 +49,7 @@ def test_the_png_decodes_and_its_data_uri_carries_the_same_bytes() -> None:
 
 
 def test_an_empty_run_still_draws_a_chart() -> None:
-    with Image.open(io.BytesIO(chart.png([], "Simulation empty"))) as decoded:
+    with Image.open(io.BytesIO(chart.png([], "empty"))) as decoded:
         assert decoded.format == "PNG"
 
 

@@ -126,8 +126,8 @@ def _show_outcome(
     # The report and its chart side by side: the Markdown links `chart.png` relatively.
     folder = supervisor.data_dir / "reports" / simulation_id
     folder.mkdir(parents=True, exist_ok=True)
-    target, chart_file = folder / "report.md", folder / "chart.png"
-    chart_file.write_bytes(chart.png(rounds, f"Simulation {simulation_id}"))
+    target, chart_file = folder / "report.md", folder / chart.FILE_NAME
+    chart_file.write_bytes(chart.png(rounds, simulation_id))
     target.write_text(report.markdown_content or "")
     console.rule("report (first lines)")
     for line in (report.markdown_content or "").splitlines()[:14]:

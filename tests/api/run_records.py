@@ -20,6 +20,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import TaskRunSort
 
+from autopilot import names
+from tests.helpers import wait_until
+
 EMBEDDED_PNG = re.compile(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
 
 
@@ -65,8 +68,6 @@ def run_logs(flow_run_id: str) -> list[str]:
 def wait_step_yielded(flow_run_id: str, step: str, timeout: float = 60) -> None:
     """Until a task run of `step` has yielded to a pause (ended Cancelled, named "Paused"): a
     resume sent before that may find the step still running, and it then never yields."""
-    from autopilot import names
-    from tests.helpers import wait_until
 
     def yielded() -> bool:
         return any(
